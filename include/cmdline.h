@@ -1,0 +1,35 @@
+/* Command line of vtpmd and vtpm-proxyd (they share one contract):
+ *   PROG [-c FILE] [-t] [-l LEVEL] [-V] [-h] */
+#ifndef VTPMD_CMDLINE_H
+#define VTPMD_CMDLINE_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "log.h"
+
+enum cmdline_action {
+    CMDLINE_RUN = 0,
+    CMDLINE_CHECK,
+    CMDLINE_VERSION,
+    CMDLINE_HELP,
+};
+
+struct cmdline {
+    enum cmdline_action action;
+    const char *config_path; /* points into argv or the default */
+    bool have_level;
+    enum log_level level;
+};
+
+/* Exit codes of the contract. */
+#define EXIT_OK 0
+#define EXIT_RUNTIME 1
+#define EXIT_USAGE 2
+
+/* Parses argv. Returns 0, or -EINVAL after printing a usage error to err. */
+int cmdline_parse(int argc, char **argv, const char *default_config,
+                  struct cmdline *out, FILE *err);
+void cmdline_usage(const char *prog, const char *default_config, FILE *out);
+
+#endif

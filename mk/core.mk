@@ -1,0 +1,37 @@
+# Foundation: shared library code (allocation, logging, configuration
+# engine, command line) and the vtpmd daemon.
+noinst_LIBRARIES += libvtpmcommon.a
+libvtpmcommon_a_SOURCES = \
+	src/xalloc.c include/xalloc.h \
+	src/log.c include/log.h \
+	src/cfg.c include/cfg.h \
+	src/cmdline.c include/cmdline.h
+libvtpmcommon_a_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) $(YAML_CFLAGS)
+
+# vtpmd's modules; mk/*.mk fragments append to libvtpmd_a_SOURCES.
+noinst_LIBRARIES += libvtpmd.a
+libvtpmd_a_SOURCES = \
+	src/config.c include/config.h \
+	src/vtpmd.c include/vtpmd.h
+libvtpmd_a_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) $(RABBITMQ_CFLAGS) \
+	$(LIBVIRT_CFLAGS) $(LIBXML2_CFLAGS) $(JANSSON_CFLAGS) $(UUID_CFLAGS) \
+	$(YAML_CFLAGS) $(OPENSSL_CFLAGS)
+
+VTPMD_LIBS = libvtpmd.a libvtpmcommon.a $(LIBEVENT_LIBS) $(RABBITMQ_LIBS) \
+	$(LIBVIRT_LIBS) $(LIBXML2_LIBS) $(JANSSON_LIBS) $(UUID_LIBS) \
+	$(YAML_LIBS) $(OPENSSL_LIBS) $(LIBS)
+
+sbin_PROGRAMS += vtpmd
+vtpmd_SOURCES = src/main.c
+vtpmd_CFLAGS = $(libvtpmd_a_CFLAGS)
+vtpmd_LDADD = $(VTPMD_LIBS)
+
+dist_man_MANS += docs/vtpmd.8 docs/vtpmd.yaml.5
+dist_doc_DATA += docs/architecture.md
+EXTRA_DIST += conf/vtpmd.yaml conf/demo.yaml
+
+vtpmdconfdir = $(sysconfdir)/vtpmd
+vtpmdconf_DATA = conf/vtpmd.yaml.example
+conf/vtpmd.yaml.example: conf/vtpmd.yaml
+	$(AM_V_GEN)$(MKDIR_P) conf && cp $(srcdir)/conf/vtpmd.yaml $@
+CLEANFILES += conf/vtpmd.yaml.example

@@ -1,0 +1,66 @@
+/* vtpmd: gives OpenStack instances on Xen a vTPM stub domain. main()
+ * parses the command line, loads the configuration and wires the daemon;
+ * it decides nothing. */
+#include "autoconfig.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "cmdline.h"
+#include "config.h"
+#include "log.h"
+#include "vtpmd.h"
+
+#ifndef VTPMD_CONFIG_FILE
+#define VTPMD_CONFIG_FILE "/etc/vtpmd/vtpmd.yaml"
+#endif
+
+int main(int argc, char **argv)
+{
+    struct cfg_errors errs = {0};
+    struct config *cfg = NULL;
+    struct vtpmd *d = NULL;
+    struct cmdline cl;
+    int ret;
+
+    if (cmdline_parse(argc, argv, VTPMD_CONFIG_FILE, &cl, stderr) < 0)
+        return EXIT_USAGE;
+    switch (cl.action) {
+    case CMDLINE_HELP:
+        cmdline_usage("vtpmd", VTPMD_CONFIG_FILE, stdout);
+        return EXIT_OK;
+    case CMDLINE_VERSION:
+        printf("vtpmd %s\n", PACKAGE_VERSION);
+        return EXIT_OK;
+    default:
+        break;
+    }
+
+    log_init("vtpmd", cl.have_level ? cl.level : LOG_LEVEL_INFO, LOG_TARGET_STDERR);
+    if (config_load(cl.config_path, &cfg, &errs) < 0) {
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "%s\n", errs.msgs[i]);
+        cfg_errors_free(&errs);
+        return EXIT_USAGE;
+    }
+    if (cl.action == CMDLINE_CHECK) {
+        printf("%s: configuration is valid\n", cl.config_path);
+        config_free(cfg);
+        return EXIT_OK;
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    log_route_libevent();
+    evthread_use_pthreads();
+    if (vtpmd_new(&cl, cfg, &d) < 0)
+        return EXIT_RUNTIME; /* vtpmd_new freed cfg */
+    ret = vtpmd_run(d);
+    vtpmd_free(d);
+    log_close();
+    libevent_global_shutdown();
+    return ret;
+}

@@ -1,0 +1,72 @@
+# Shared helpers for the shell integration tests. Source it first.
+# Every test gets a private temp dir ($T) removed on exit, and fails
+# with a message through fail().
+set -u
+
+: "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
+: "${top_builddir:=$top_srcdir}"
+: "${VTPMD:=$top_builddir/vtpmd}"
+: "${PYTHON:=/usr/bin/python3}"
+export top_srcdir top_builddir VTPMD PYTHON
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/vtpmd-test.XXXXXX")
+CLEANUP_HOOKS=""
+
+on_exit() {
+    rc=$?
+    for h in $CLEANUP_HOOKS; do "$h" || true; done
+    if [ $rc -ne 0 ] && [ -d "$T" ]; then
+        for f in "$T"/*.log; do
+            [ -f "$f" ] || continue
+            echo "---- $f (last 40 lines)" >&2
+            tail -n 40 "$f" >&2
+        done
+    fi
+    rm -rf "$T"
+    exit $rc
+}
+trap on_exit EXIT
+trap 'exit 130' INT TERM
+
+add_cleanup() { CLEANUP_HOOKS="$1 $CLEANUP_HOOKS"; }
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { echo "ok - $*"; }
+
+# wait_for FILE PATTERN [TIMEOUT_S]: waits until grep -E finds PATTERN.
+wait_for() {
+    _f=$1 _p=$2 _t=${3:-20}
+    _i=0
+    while [ $_i -lt $((_t * 10)) ]; do
+        if [ -f "$_f" ] && grep -Eq -- "$_p" "$_f"; then return 0; fi
+        sleep 0.1
+        _i=$((_i + 1))
+    done
+    echo "timed out after ${_t}s waiting for /$_p/ in $_f" >&2
+    return 1
+}
+
+# wait_count FILE PATTERN N [TIMEOUT_S]: waits until PATTERN matched N lines.
+wait_count() {
+    _i=0
+    while [ $_i -lt $((${4:-20} * 10)) ]; do
+        [ "$(count_matches "$1" "$2")" -ge "$3" ] && return 0
+        sleep 0.1
+        _i=$((_i + 1))
+    done
+    echo "timed out waiting for $3 lines /$2/ in $1" >&2
+    return 1
+}
+
+# count_matches FILE PATTERN
+count_matches() { grep -Ec -- "$2" "$1" 2>/dev/null || true; }
+
+# valgrind wrapper: set when valgrind is present (required in CI).
+VALGRIND=""
+use_valgrind() {
+    if command -v valgrind >/dev/null 2>&1; then
+        VALGRIND="valgrind --quiet --error-exitcode=42 --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect --track-fds=no"
+    elif [ "${CI:-}" = true ]; then
+        fail "valgrind is required in CI"
+    fi
+}
