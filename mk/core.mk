@@ -35,3 +35,13 @@ vtpmdconf_DATA = conf/vtpmd.yaml.example
 conf/vtpmd.yaml.example: conf/vtpmd.yaml
 	$(AM_V_GEN)$(MKDIR_P) conf && cp $(srcdir)/conf/vtpmd.yaml $@
 CLEANFILES += conf/vtpmd.yaml.example
+
+# Lead: journal, engine, control API and their helpers.
+libvtpmd_a_SOURCES += src/hmap.c include/hmap.h \
+	src/journal.c include/journal.h
+
+check_PROGRAMS += tests/unit/test_journal
+tests_unit_test_journal_SOURCES = tests/unit/test_journal.c
+tests_unit_test_journal_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_journal_LDADD = $(UNIT_LIBS)
+TESTS += tests/unit/test_journal
