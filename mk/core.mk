@@ -45,3 +45,4 @@ tests_unit_test_journal_SOURCES = tests/unit/test_journal.c
 tests_unit_test_journal_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_journal_LDADD = $(UNIT_LIBS)
 TESTS += tests/unit/test_journal
+libvtpmd_a_SOURCES += src/control.c include/control.h

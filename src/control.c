@@ -1,0 +1,364 @@
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+
+#include "control.h"
+#include "log.h"
+#include "xalloc.h"
+
+struct control {
+    struct event_base *base;
+    struct evhttp *http;
+    struct evhttp *metrics_http;
+    char *socket_path;
+    control_handler_fn handler;
+    void *arg;
+    struct control_req *pending; /* requests not answered yet */
+};
+
+struct control_req {
+    struct control *c;
+    struct evhttp_request *r;
+    struct evhttp_connection *conn;
+    struct evkeyvalq query;
+    bool have_query;
+    void (*cancel)(void *arg);
+    void *cancel_arg;
+    struct control_req *prev, *next;
+};
+
+static void req_unlink(struct control_req *q)
+{
+    if (q->prev)
+        q->prev->next = q->next;
+    else
+        q->c->pending = q->next;
+    if (q->next)
+        q->next->prev = q->prev;
+}
+
+static void req_free(struct control_req *q)
+{
+    if (q->have_query)
+        evhttp_clear_headers(&q->query);
+    free(q);
+}
+
+/* The client went away before the answer. */
+static void req_conn_closed(struct evhttp_connection *conn, void *arg)
+{
+    struct control_req *q = arg;
+
+    req_unlink(q);
+    if (q->cancel)
+        q->cancel(q->cancel_arg);
+    req_free(q);
+}
+
+void control_req_on_cancel(struct control_req *req, void (*fn)(void *arg), void *arg)
+{
+    req->cancel = fn;
+    req->cancel_arg = arg;
+}
+
+const char *control_req_query(struct control_req *req, const char *key)
+{
+    return req->have_query ? evhttp_find_header(&req->query, key) : NULL;
+}
+
+static void req_send(struct control_req *q, int status, const char *ctype,
+                     const char *body, size_t len)
+{
+    struct evbuffer *buf = evbuffer_new();
+    struct evkeyvalq *h = evhttp_request_get_output_headers(q->r);
+
+    evhttp_add_header(h, "Content-Type", ctype);
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    evbuffer_add(buf, body, len);
+    evhttp_connection_set_closecb(q->conn, NULL, NULL);
+    evhttp_send_reply(q->r, status, NULL, buf);
+    evbuffer_free(buf);
+    req_unlink(q);
+    req_free(q);
+}
+
+void control_reply_text(struct control_req *req, int status, const char *content_type,
+                        const char *text, size_t len)
+{
+    req_send(req, status, content_type, text, len);
+}
+
+void control_reply_json(struct control_req *req, int status, json_t *body)
+{
+    char *s = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+
+    if (s == NULL)
+        abort();
+    json_decref(body);
+    req_send(req, status, "application/json", s, strlen(s));
+    free(s);
+}
+
+void control_reply_error(struct control_req *req, int status, const char *fmt, ...)
+{
+    va_list ap;
+    char *msg;
+
+    va_start(ap, fmt);
+    if (vasprintf(&msg, fmt, ap) < 0)
+        abort();
+    va_end(ap);
+    control_reply_json(req, status, json_pack("{s:s}", "error", msg));
+    free(msg);
+}
+
+static bool parse_uuid(const char *s, size_t len, char out[37])
+{
+    static const char tmpl[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
+
+    if (len != 36)
+        return false;
+    for (size_t i = 0; i < 36; i++) {
+        char ch = s[i];
+        if (tmpl[i] == '-') {
+            if (ch != '-')
+                return false;
+        } else if (ch >= 'A' && ch <= 'F') {
+            ch = (char)(ch - 'A' + 'a');
+        } else if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'))) {
+            return false;
+        }
+        out[i] = ch;
+    }
+    out[36] = '\0';
+    return true;
+}
+
+static void control_route(struct control *c, struct evhttp_request *r, bool metrics_only)
+{
+    struct control_req *q = xcalloc(1, sizeof(*q));
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(r);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    const char *qs = uri ? evhttp_uri_get_query(uri) : NULL;
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(r);
+    enum control_route route = CONTROL_NROUTES;
+    char uuid[37];
+    const char *param = NULL;
+
+    q->c = c;
+    q->r = r;
+    q->conn = evhttp_request_get_connection(r);
+    q->next = c->pending;
+    if (c->pending)
+        c->pending->prev = q;
+    c->pending = q;
+    evhttp_connection_set_closecb(q->conn, req_conn_closed, q);
+    if (qs && evhttp_parse_query_str(qs, &q->query) == 0)
+        q->have_query = true;
+    else if (qs) {
+        control_reply_error(q, 400, "bad query string");
+        return;
+    }
+    if (path == NULL) {
+        control_reply_error(q, 400, "bad request");
+        return;
+    }
+
+    if (strcmp(path, "/metrics") == 0) {
+        route = CONTROL_METRICS;
+    } else if (metrics_only) {
+        control_reply_error(q, 404, "only /metrics is served here");
+        return;
+    } else if (strcmp(path, "/v1/health") == 0) {
+        route = CONTROL_HEALTH;
+    } else if (strcmp(path, "/v1/instances") == 0) {
+        route = CONTROL_LIST;
+    } else if (strcmp(path, "/v1/reload") == 0) {
+        route = CONTROL_RELOAD;
+    } else if (strncmp(path, "/v1/instances/", 14) == 0) {
+        const char *rest = path + 14, *slash = strchr(rest, '/');
+        size_t len = slash ? (size_t)(slash - rest) : strlen(rest);
+
+        if (!parse_uuid(rest, len, uuid)) {
+            control_reply_error(q, 400, "not an instance UUID");
+            return;
+        }
+        param = uuid;
+        if (slash == NULL)
+            route = CONTROL_SHOW;
+        else if (strcmp(slash, "/wait") == 0)
+            route = CONTROL_WAIT;
+    }
+    if (route == CONTROL_NROUTES) {
+        control_reply_error(q, 404, "no such resource");
+        return;
+    }
+    if (route == CONTROL_RELOAD ? cmd != EVHTTP_REQ_POST : cmd != EVHTTP_REQ_GET) {
+        evhttp_add_header(evhttp_request_get_output_headers(r), "Allow",
+                          route == CONTROL_RELOAD ? "POST" : "GET");
+        control_reply_error(q, 405, "method not allowed");
+        return;
+    }
+    c->handler(q, route, param, c->arg);
+}
+
+static void control_cb(struct evhttp_request *r, void *arg)
+{
+    control_route(arg, r, false);
+}
+
+static void metrics_cb(struct evhttp_request *r, void *arg)
+{
+    control_route(arg, r, true);
+}
+
+static int bind_unix(const char *path, char **err)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct stat st;
+    int fd;
+
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        xasprintf(err, "control.socket path too long: %s", path);
+        return -ENAMETOOLONG;
+    }
+    strcpy(sa.sun_path, path);
+    /* A stale socket from a crash is replaced; anything else is refused. */
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            xasprintf(err, "%s exists and is not a socket", path);
+            return -EEXIST;
+        }
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+            close(fd);
+            xasprintf(err, "%s is in use by a running vtpmd", path);
+            return -EADDRINUSE;
+        }
+        if (fd >= 0)
+            close(fd);
+        unlink(path);
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        xasprintf(err, "socket: %s", strerror(errno));
+        return -errno;
+    }
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0660) < 0 ||
+        listen(fd, 64) < 0) {
+        int e = errno;
+        xasprintf(err, "cannot listen on %s: %s", path, strerror(e));
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+static int mkdir_parent(const char *path)
+{
+    char *dir = xstrdup(path), *slash = strrchr(dir, '/');
+    int ret = 0;
+
+    if (slash && slash != dir) {
+        *slash = '\0';
+        if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+            ret = -errno;
+    }
+    free(dir);
+    return ret;
+}
+
+int control_new(struct event_base *base, const char *socket_path,
+                const char *metrics_listen, control_handler_fn handler, void *arg,
+                struct control **out, char **err)
+{
+    struct control *c = xcalloc(1, sizeof(*c));
+    struct evconnlistener *l;
+    int fd, ret;
+
+    c->base = base;
+    c->handler = handler;
+    c->arg = arg;
+    if (mkdir_parent(socket_path) < 0) {
+        xasprintf(err, "cannot create the directory of %s: %s", socket_path, strerror(errno));
+        ret = -errno;
+        goto fail;
+    }
+    fd = bind_unix(socket_path, err);
+    if (fd < 0) {
+        ret = fd;
+        goto fail;
+    }
+    c->socket_path = xstrdup(socket_path);
+    c->http = evhttp_new(base);
+    evhttp_set_allowed_methods(c->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
+    evhttp_set_max_body_size(c->http, 64 * 1024);
+    evhttp_set_max_headers_size(c->http, 16 * 1024);
+    evhttp_set_timeout(c->http, 3600); /* long polls */
+    evhttp_set_gencb(c->http, control_cb, c);
+    l = evconnlistener_new(base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+                           -1, fd);
+    if (l == NULL || evhttp_bind_listener(c->http, l) == NULL) {
+        xasprintf(err, "cannot serve on %s", socket_path);
+        ret = -EIO;
+        goto fail;
+    }
+    if (metrics_listen) {
+        char *host = xstrdup(metrics_listen), *colon = strrchr(host, ':');
+        int port = atoi(colon + 1);
+
+        *colon = '\0';
+        if (host[0] == '[') {
+            memmove(host, host + 1, strlen(host));
+            host[strlen(host) - 1] = '\0';
+        }
+        c->metrics_http = evhttp_new(base);
+        evhttp_set_allowed_methods(c->metrics_http, EVHTTP_REQ_GET);
+        evhttp_set_gencb(c->metrics_http, metrics_cb, c);
+        if (evhttp_bind_socket(c->metrics_http, host[0] && strcmp(host, "*") ? host : "0.0.0.0",
+                               (ev_uint16_t)port) < 0) {
+            xasprintf(err, "cannot listen on %s for metrics", metrics_listen);
+            free(host);
+            ret = -EADDRINUSE;
+            goto fail;
+        }
+        free(host);
+    }
+    *out = c;
+    return 0;
+fail:
+    control_free(c);
+    return ret;
+}
+
+void control_free(struct control *c)
+{
+    if (c == NULL)
+        return;
+    while (c->pending) {
+        struct control_req *q = c->pending;
+        if (q->cancel)
+            q->cancel(q->cancel_arg);
+        control_reply_error(q, 503, "vtpmd is stopping");
+    }
+    if (c->http)
+        evhttp_free(c->http);
+    if (c->metrics_http)
+        evhttp_free(c->metrics_http);
+    if (c->socket_path)
+        unlink(c->socket_path);
+    free(c->socket_path);
+    free(c);
+}
