@@ -46,3 +46,8 @@ tests_unit_test_journal_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_journal_LDADD = $(UNIT_LIBS)
 TESTS += tests/unit/test_journal
 libvtpmd_a_SOURCES += src/control.c include/control.h
+
+bin_PROGRAMS += vtpmctl
+vtpmctl_SOURCES = src/vtpmctl.c
+vtpmctl_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
+vtpmctl_LDADD = libvtpmcommon.a $(JANSSON_LIBS)
