@@ -1,0 +1,428 @@
+#include "autoconfig.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "image.h"
+#include "log.h"
+#include "uuidutil.h"
+#include "xalloc.h"
+
+#define IMAGE_SUFFIX ".img"
+/* An interrupted create leaves at most this hidden name behind; the
+ * final name only ever appears complete (see image_create). */
+#define IMAGE_TMP_PREFIX "."
+#define IMAGE_TMP_SUFFIX ".img.tmp"
+#define IMAGE_NAME_MAX (sizeof(IMAGE_TMP_PREFIX) + UUIDUTIL_LEN + sizeof(IMAGE_TMP_SUFFIX))
+
+static void image_seterr(char **err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void image_seterr(char **err, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!err)
+        return;
+    free(*err);
+    va_start(ap, fmt);
+    if (vasprintf(err, fmt, ap) < 0)
+        abort(); /* out of memory: the project's policy (xalloc.h) */
+    va_end(ap);
+}
+
+/* dir without trailing slashes ("/" stays "/"), joined with name. */
+static char *image_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir);
+    char *p;
+
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    xasprintf(&p, "%.*s%s%s", (int)n, dir, (n == 1 && dir[0] == '/') ? "" : "/", name);
+    return p;
+}
+
+static int image_names(const char *instance_uuid, char name[IMAGE_NAME_MAX],
+                       char tmpname[IMAGE_NAME_MAX])
+{
+    char canon[UUIDUTIL_BUFLEN];
+
+    if (uuid_canonical(instance_uuid, canon) < 0)
+        return -EINVAL;
+    snprintf(name, IMAGE_NAME_MAX, "%s" IMAGE_SUFFIX, canon);
+    if (tmpname)
+        snprintf(tmpname, IMAGE_NAME_MAX, IMAGE_TMP_PREFIX "%s" IMAGE_TMP_SUFFIX, canon);
+    return 0;
+}
+
+int image_path(const char *dir, const char *instance_uuid, char **path_out)
+{
+    char name[IMAGE_NAME_MAX];
+
+    if (!dir || image_names(instance_uuid, name, NULL) < 0)
+        return -EINVAL;
+    *path_out = image_join(dir, name);
+    return 0;
+}
+
+/* mkdir -p for the parents of dir (0755, like install -d), then dir itself
+ * 0700. Existing components are fine: the caller checks the result. */
+static int image_mkdirs(const char *dir)
+{
+    char *p __autofree = xstrdup(dir);
+    size_t n = strlen(p);
+
+    while (n > 1 && p[n - 1] == '/')
+        p[--n] = '\0';
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(p, 0755) < 0 && errno != EEXIST)
+            return -errno;
+        *s = '/';
+    }
+    if (mkdir(p, 0700) < 0)
+        return errno == EEXIST ? 0 : -errno;
+    return 1; /* created */
+}
+
+/* Opens the image directory without following a symlink at its last
+ * component, and checks that nobody else can plant files in it: images
+ * are later handed to Xen by path, so whoever can write the directory
+ * could swap an image for a link to another file. */
+static int image_open_dir(const char *dir, bool create, int *fd_out, char **err)
+{
+    const int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+    int fd __autoclose = -1;
+    bool created = false;
+    struct stat st;
+    int ret;
+
+    if (!dir || dir[0] != '/') {
+        image_seterr(err, "image directory '%s' is not an absolute path", dir ? dir : "(null)");
+        return -EINVAL;
+    }
+    fd = open(dir, flags);
+    if (fd < 0 && errno == ENOENT && create) {
+        ret = image_mkdirs(dir);
+        if (ret < 0) {
+            image_seterr(err, "cannot create image directory %s: %s", dir, strerror(-ret));
+            return ret;
+        }
+        created = ret > 0;
+        fd = open(dir, flags);
+    }
+    if (fd < 0) {
+        ret = -errno;
+        if (ret == -ENOENT && !create)
+            return ret; /* the caller decides what a missing dir means */
+        /* With O_DIRECTORY, Linux reports a symlink as ENOTDIR. */
+        if (ret == -ENOTDIR || ret == -ELOOP) {
+            struct stat lst;
+
+            ret = (lstat(dir, &lst) == 0 && S_ISLNK(lst.st_mode)) ? -ELOOP : -ENOTDIR;
+        }
+        if (ret == -ELOOP)
+            image_seterr(err, "image directory %s is a symbolic link; refusing to use it", dir);
+        else if (ret == -ENOTDIR)
+            image_seterr(err, "image directory %s is not a directory", dir);
+        else
+            image_seterr(err, "cannot open image directory %s: %s", dir, strerror(-ret));
+        return ret;
+    }
+    /* mkdir's mode passed through the umask: set it exactly. */
+    if (created && fchmod(fd, 0700) < 0) {
+        ret = -errno;
+        image_seterr(err, "cannot set mode 0700 on image directory %s: %s", dir, strerror(-ret));
+        return ret;
+    }
+    if (fstat(fd, &st) < 0) {
+        ret = -errno;
+        image_seterr(err, "cannot stat image directory %s: %s", dir, strerror(-ret));
+        return ret;
+    }
+    if (st.st_uid != geteuid()) {
+        image_seterr(err, "image directory %s is owned by uid %u, not by vtpmd (uid %u); refusing to use it",
+                     dir, (unsigned)st.st_uid, (unsigned)geteuid());
+        return -EPERM;
+    }
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        image_seterr(err, "image directory %s is group- or world-writable (mode %04o); refusing to use it (chmod 0700)",
+                     dir, (unsigned)(st.st_mode & 07777));
+        return -EPERM;
+    }
+    *fd_out = fd;
+    fd = -1;
+    return 0;
+}
+
+/* The idempotent case of image_create: what is already at the name. */
+static int image_check_existing(int dirfd, const char *name, const char *path,
+                                uint64_t size, char **err)
+{
+    struct stat st;
+    int ret;
+
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        ret = -errno;
+        if (ret != -ENOENT)
+            image_seterr(err, "cannot stat image %s: %s", path, strerror(-ret));
+        return ret;
+    }
+    if (S_ISLNK(st.st_mode)) {
+        image_seterr(err, "image %s exists and is a symbolic link; refusing to use it", path);
+        return -EEXIST;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        image_seterr(err, "image %s exists and is not a regular file", path);
+        return -EEXIST;
+    }
+    if (st.st_uid != geteuid()) {
+        image_seterr(err, "image %s exists and is owned by uid %u, not by vtpmd (uid %u)",
+                     path, (unsigned)st.st_uid, (unsigned)geteuid());
+        return -EEXIST;
+    }
+    if ((st.st_mode & 07777) != 0600) {
+        image_seterr(err, "image %s exists with mode %04o, want 0600", path,
+                     (unsigned)(st.st_mode & 07777));
+        return -EEXIST;
+    }
+    if ((uint64_t)st.st_size != size) {
+        image_seterr(err, "image %s exists with size %lld bytes, want %llu", path,
+                     (long long)st.st_size, (unsigned long long)size);
+        return -EEXIST;
+    }
+    return 0;
+}
+
+/* Allocates [0, size) of a new, empty file. fallocate(2) mode 0 gives
+ * real blocks (so the vTPM's later writes cannot fail with ENOSPC) and
+ * guarantees that a range holding no data reads back as zeros: the
+ * filesystem records the blocks as unwritten extents instead of writing
+ * 2 MiB of zeros, which is what `dd if=/dev/zero` achieved, for a
+ * fraction of the I/O. Filesystems without fallocate get glibc's
+ * posix_fallocate, which writes to every block (zeros, as the file was
+ * empty). */
+static int image_reserve(int fd, uint64_t size)
+{
+    int r;
+
+    if (fallocate(fd, 0, 0, (off_t)size) == 0)
+        return 0;
+    if (errno != EOPNOTSUPP && errno != ENOSYS)
+        return -errno;
+    r = posix_fallocate(fd, 0, (off_t)size);
+    return -r;
+}
+
+/* Moves the finished temporary file to its name unless that name exists:
+ * renameat2(RENAME_NOREPLACE), or link+unlink where the filesystem lacks
+ * it. -EEXIST when the name is taken. */
+static int image_publish(int dirfd, const char *tmpname, const char *name)
+{
+    if (renameat2(dirfd, tmpname, dirfd, name, RENAME_NOREPLACE) == 0)
+        return 0;
+    if (errno != EINVAL && errno != ENOSYS)
+        return -errno;
+    if (linkat(dirfd, tmpname, dirfd, name, 0) < 0)
+        return -errno;
+    (void)unlinkat(dirfd, tmpname, 0);
+    return 0;
+}
+
+int image_create(const char *dir, const char *instance_uuid, uint64_t size,
+                 char **path_out, char **err)
+{
+    char name[IMAGE_NAME_MAX], tmpname[IMAGE_NAME_MAX];
+    char *path __autofree = NULL;
+    int dirfd __autoclose = -1;
+    int fd __autoclose = -1;
+    bool tmp_made = false;
+    int ret;
+
+    if (image_names(instance_uuid, name, tmpname) < 0) {
+        image_seterr(err, "cannot create image: instance UUID is not a valid UUID");
+        return -EINVAL;
+    }
+    if (size == 0 || size > (uint64_t)INT64_MAX) {
+        image_seterr(err, "cannot create image: invalid size %llu", (unsigned long long)size);
+        return -EINVAL;
+    }
+    ret = image_open_dir(dir, true, &dirfd, err);
+    if (ret < 0)
+        return ret;
+    path = image_join(dir, name);
+
+    ret = image_check_existing(dirfd, name, path, size, err);
+    if (ret != -ENOENT)
+        goto out; /* already there (0), or something wrong there */
+
+    /* The image is built under a temporary name and renamed into place
+     * once complete and durable, so a crash never leaves a short file at
+     * the final name, which a retry would then have to tell from a
+     * foreign one. A leftover temporary file is ours: drop it. Neither
+     * call follows a symlink planted at the temporary name. */
+    if (unlinkat(dirfd, tmpname, 0) < 0 && errno != ENOENT) {
+        ret = -errno;
+        image_seterr(err, "cannot remove stale temporary image %s/%s: %s", dir, tmpname,
+                     strerror(-ret));
+        goto out;
+    }
+    fd = openat(dirfd, tmpname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        ret = -errno;
+        image_seterr(err, "cannot create image %s: %s", path, strerror(-ret));
+        goto out;
+    }
+    tmp_made = true;
+    /* The umask applied to open's mode: set it exactly. */
+    if (fchmod(fd, 0600) < 0) {
+        ret = -errno;
+        image_seterr(err, "cannot set mode 0600 on image %s: %s", path, strerror(-ret));
+        goto out;
+    }
+    ret = image_reserve(fd, size);
+    if (ret == -ENOSPC || ret == -EDQUOT) {
+        image_seterr(err, "disk full: cannot reserve %llu bytes for image %s: %s",
+                     (unsigned long long)size, path, strerror(-ret));
+        goto out;
+    }
+    if (ret < 0) {
+        image_seterr(err, "cannot allocate %llu bytes for image %s: %s",
+                     (unsigned long long)size, path, strerror(-ret));
+        goto out;
+    }
+    if (fsync(fd) < 0) {
+        ret = -errno;
+        image_seterr(err, "cannot fsync image %s: %s", path, strerror(-ret));
+        goto out;
+    }
+    ret = image_publish(dirfd, tmpname, name);
+    if (ret == -EEXIST) {
+        /* Appeared meanwhile: judge it as if it had been there. */
+        ret = image_check_existing(dirfd, name, path, size, err);
+        goto out;
+    }
+    if (ret < 0) {
+        image_seterr(err, "cannot move image into place at %s: %s", path, strerror(-ret));
+        goto out;
+    }
+    tmp_made = false;
+    if (fsync(dirfd) < 0) {
+        ret = -errno;
+        image_seterr(err, "cannot fsync image directory %s: %s", dir, strerror(-ret));
+        goto out;
+    }
+    ret = 0;
+out:
+    if (tmp_made)
+        (void)unlinkat(dirfd, tmpname, 0);
+    if (ret == 0 && path_out)
+        *path_out = steal_ptr(path);
+    return ret;
+}
+
+int image_remove(const char *dir, const char *instance_uuid, char **err)
+{
+    char name[IMAGE_NAME_MAX], tmpname[IMAGE_NAME_MAX];
+    int dirfd __autoclose = -1;
+    bool removed = false;
+    int ret;
+
+    if (image_names(instance_uuid, name, tmpname) < 0) {
+        image_seterr(err, "cannot remove image: instance UUID is not a valid UUID");
+        return -EINVAL;
+    }
+    ret = image_open_dir(dir, false, &dirfd, err);
+    if (ret == -ENOENT)
+        return 0;
+    if (ret < 0)
+        return ret;
+    /* unlinkat never follows a symlink: a planted link is removed itself. */
+    if (unlinkat(dirfd, name, 0) == 0) {
+        removed = true;
+    } else if (errno != ENOENT) {
+        char *path __autofree = image_join(dir, name);
+
+        ret = -errno;
+        image_seterr(err, "cannot remove image %s: %s", path, strerror(-ret));
+        return ret;
+    }
+    if (unlinkat(dirfd, tmpname, 0) == 0)
+        removed = true;
+    if (removed && fsync(dirfd) < 0) {
+        ret = -errno;
+        image_seterr(err, "cannot fsync image directory %s: %s", dir, strerror(-ret));
+        return ret;
+    }
+    return 0;
+}
+
+static int image_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int image_list(const char *dir, struct strlist *uuids_out, char **err)
+{
+    struct strlist found = {0};
+    int dirfd = -1;
+    struct dirent *de;
+    DIR *d;
+    int ret;
+
+    ret = image_open_dir(dir, false, &dirfd, err);
+    if (ret == -ENOENT)
+        return 0;
+    if (ret < 0)
+        return ret;
+    d = fdopendir(dirfd);
+    if (!d) {
+        ret = -errno;
+        close(dirfd);
+        image_seterr(err, "cannot read image directory %s: %s", dir, strerror(-ret));
+        return ret;
+    }
+    for (;;) {
+        char uuid[UUIDUTIL_BUFLEN];
+
+        errno = 0;
+        de = readdir(d);
+        if (!de)
+            break;
+
+        /* Only the exact names image_create makes, in canonical form. */
+        if (strlen(de->d_name) != UUIDUTIL_LEN + strlen(IMAGE_SUFFIX) ||
+            strcmp(de->d_name + UUIDUTIL_LEN, IMAGE_SUFFIX) != 0)
+            continue;
+        memcpy(uuid, de->d_name, UUIDUTIL_LEN);
+        uuid[UUIDUTIL_LEN] = '\0';
+        if (!uuid_is_canonical(uuid))
+            continue;
+        strlist_push(&found, uuid);
+    }
+    ret = -errno;
+    closedir(d);
+    if (ret < 0) {
+        image_seterr(err, "cannot read image directory %s: %s", dir, strerror(-ret));
+        strlist_free(&found);
+        return ret;
+    }
+    if (found.n)
+        qsort(found.v, found.n, sizeof(*found.v), image_cmp);
+    for (size_t i = 0; i < found.n; i++)
+        strlist_push(uuids_out, found.v[i]);
+    strlist_free(&found);
+    return 0;
+}
