@@ -25,3 +25,14 @@ tests_tools_image_tool_LDADD = $(VTPMD_LIBS)
 TESTS += tests/integration/image-enospc.sh
 EXTRA_DIST += tests/integration/image-enospc.sh
 # --- end provision: uuidutil, image, vtpmmgr ------------------------------
+
+# --- provision: domxml, virt (libvirt worker) ------------------------------
+libvtpmd_a_SOURCES += src/domxml.c include/domxml.h
+
+check_PROGRAMS += tests/unit/test_domxml
+tests_unit_test_domxml_SOURCES = tests/unit/test_domxml.c
+tests_unit_test_domxml_CFLAGS = $(UNIT_CFLAGS) \
+	-DLIBVIRT_SCHEMA_DIR='"$(LIBVIRT_DATAROOTDIR)/libvirt/schemas"'
+tests_unit_test_domxml_LDADD = $(UNIT_LIBS)
+TESTS += tests/unit/test_domxml
+# --- end provision: domxml, virt -------------------------------------------
