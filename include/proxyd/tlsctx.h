@@ -1,0 +1,17 @@
+/* The HTTPS server's OpenSSL context: TLS 1.2 or later, the configured
+ * certificate chain and key, and client certificates required (and
+ * verified against client_ca_file) when that is set. */
+#ifndef PROXYD_TLSCTX_H
+#define PROXYD_TLSCTX_H
+
+#include <stddef.h>
+
+#include <openssl/ssl.h>
+
+/* NULL on failure, with a one-line reason in err. */
+SSL_CTX *tlsctx_new(const char *cert_file, const char *key_file,
+                    const char *client_ca_file, char *err, size_t errlen);
+/* "CN=client,O=..." of the peer's verified certificate, or "" (out). */
+void tlsctx_peer_name(SSL *ssl, char *out, size_t len);
+
+#endif
