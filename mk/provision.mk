@@ -24,15 +24,18 @@ tests_tools_image_tool_CFLAGS = $(libvtpmd_a_CFLAGS)
 tests_tools_image_tool_LDADD = $(VTPMD_LIBS)
 TESTS += tests/integration/image-enospc.sh
 EXTRA_DIST += tests/integration/image-enospc.sh
+
+libvtpmd_a_SOURCES += src/vtpmmgr.c include/vtpmmgr.h include/vtpmmgr_priv.h
+check_PROGRAMS += tests/tools/vtpmmgr-client
+tests_tools_vtpmmgr_client_SOURCES = tests/tools/vtpmmgr-client.c
+tests_tools_vtpmmgr_client_CFLAGS = $(libvtpmd_a_CFLAGS)
+tests_tools_vtpmmgr_client_LDADD = $(VTPMD_LIBS)
+check_PROGRAMS += tests/unit/test_vtpmmgr
+tests_unit_test_vtpmmgr_SOURCES = tests/unit/test_vtpmmgr.c
+tests_unit_test_vtpmmgr_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_vtpmmgr_LDADD = $(UNIT_LIBS)
+TESTS += tests/unit/test_vtpmmgr
+# The fake Keylime-VM proxy (documented at its top) for the vtpmmgr,
+# engine and fault tests.
+EXTRA_DIST += tests/tools/fake_proxy.py
 # --- end provision: uuidutil, image, vtpmmgr ------------------------------
-
-# --- provision: domxml, virt (libvirt worker) ------------------------------
-libvtpmd_a_SOURCES += src/domxml.c include/domxml.h
-
-check_PROGRAMS += tests/unit/test_domxml
-tests_unit_test_domxml_SOURCES = tests/unit/test_domxml.c
-tests_unit_test_domxml_CFLAGS = $(UNIT_CFLAGS) \
-	-DLIBVIRT_SCHEMA_DIR='"$(LIBVIRT_DATAROOTDIR)/libvirt/schemas"'
-tests_unit_test_domxml_LDADD = $(UNIT_LIBS)
-TESTS += tests/unit/test_domxml
-# --- end provision: domxml, virt -------------------------------------------
