@@ -471,6 +471,7 @@ static void test_libvirt_schema(void **state)
     xmlRelaxNGValidCtxtPtr vctx;
     xmlXPathContextPtr xp;
     xmlXPathObjectPtr obj;
+    xmlNodePtr vtpm;
     xmlDocPtr doc;
     char *xml = NULL;
 
@@ -486,10 +487,11 @@ static void test_libvirt_schema(void **state)
     xp = xmlXPathNewContext(doc);
     obj = xmlXPathEvalExpression((const xmlChar *)"/domain/devices/vtpm", xp);
     assert_int_equal(obj->nodesetval->nodeNr, 1);
-    xmlUnlinkNode(obj->nodesetval->nodeTab[0]);
-    xmlFreeNode(obj->nodesetval->nodeTab[0]);
+    vtpm = obj->nodesetval->nodeTab[0];
     xmlXPathFreeObject(obj);
     xmlXPathFreeContext(xp);
+    xmlUnlinkNode(vtpm);
+    xmlFreeNode(vtpm);
 
     pctx = xmlRelaxNGNewParserCtxt(rng);
     xmlRelaxNGSetParserErrors(pctx, quiet_xml, quiet_xml, NULL);
