@@ -8,6 +8,7 @@
 
 struct vtpmd;
 struct event_base;
+struct bus;
 
 /* Takes ownership of cfg. */
 int vtpmd_new(const struct cmdline *cl, struct config *cfg, struct vtpmd **out);
@@ -23,5 +24,7 @@ void vtpmd_stop(struct vtpmd *d);
 
 struct event_base *vtpmd_base(struct vtpmd *d);
 const struct config *vtpmd_config(const struct vtpmd *d);
+/* The AMQP bus (include/bus.h): health and counters. */
+struct bus *vtpmd_bus(struct vtpmd *d);
 
 #endif

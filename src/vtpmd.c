@@ -1,11 +1,13 @@
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <string.h>
 
 #include <event2/event.h>
 
+#include "bus.h"
 #include "log.h"
 #include "vtpmd.h"
 #include "xalloc.h"
@@ -20,7 +22,37 @@ struct vtpmd {
     struct event *ev_int;
     struct event *ev_hup;
     bool stopping;
+    struct bus *bus;
 };
+
+/* ---- bus wiring ---------------------------------------------------
+ * Until the engine takes the deliveries over, each one is logged and
+ * acknowledged. SIGTERM stops the bus gracefully (consumer cancelled,
+ * acks sent, confirms awaited, connection closed) before the loop ends. */
+static void vtpmd_bus_deliver(struct bus_delivery *bd, const void *body, size_t len,
+                              const char *content_type, bool redelivered, void *arg)
+{
+    struct vtpmd *d = arg;
+
+    log_debug("delivery tag=%" PRIu64 " bytes=%zu content_type=%s redelivered=%d",
+              bus_delivery_tag(bd), len, content_type ? content_type : "-", redelivered);
+    bus_ack(d->bus, bd);
+}
+
+static void vtpmd_bus_stopped(void *arg)
+{
+    struct vtpmd *d = arg;
+
+    event_base_loopexit(d->base, NULL);
+}
+
+static int vtpmd_bus_new(struct vtpmd *d)
+{
+    static const struct bus_callbacks cb = {.deliver = vtpmd_bus_deliver};
+
+    return bus_new(d->base, d->cfg, &cb, d, &d->bus);
+}
+/* ---- end of bus wiring -------------------------------------------- */
 
 static void vtpmd_apply_logging(struct vtpmd *d)
 {
@@ -46,6 +78,7 @@ int vtpmd_reload(struct vtpmd *d)
     config_free(d->cfg);
     d->cfg = next;
     vtpmd_apply_logging(d);
+    bus_reconfigure(d->bus, d->cfg);
     log_info("configuration reloaded file=%s host=%s rules=%zu", d->config_path,
              d->cfg->host, d->cfg->policy.rules.n);
     return 0;
@@ -57,7 +90,7 @@ void vtpmd_stop(struct vtpmd *d)
         return;
     d->stopping = true;
     log_info("stopping");
-    event_base_loopexit(d->base, NULL);
+    bus_stop(d->bus, vtpmd_bus_stopped, d);
 }
 
 static void vtpmd_signal_cb(evutil_socket_t sig, short what, void *arg)
@@ -96,6 +129,10 @@ int vtpmd_new(const struct cmdline *cl, struct config *cfg, struct vtpmd **out)
         return -EIO;
     }
     vtpmd_apply_logging(d);
+    if (vtpmd_bus_new(d) < 0) {
+        vtpmd_free(d);
+        return -EINVAL;
+    }
     *out = d;
     return 0;
 }
@@ -104,6 +141,7 @@ int vtpmd_run(struct vtpmd *d)
 {
     log_info("vtpmd %s started host=%s config=%s libvirt=%s", PACKAGE_VERSION,
              d->cfg->host, d->config_path, d->cfg->libvirt.uri);
+    bus_start(d->bus);
     if (event_base_dispatch(d->base) < 0) {
         log_error("event loop failed");
         return EXIT_RUNTIME;
@@ -122,6 +160,7 @@ void vtpmd_free(struct vtpmd *d)
         event_free(d->ev_int);
     if (d->ev_hup)
         event_free(d->ev_hup);
+    bus_free(d->bus);
     if (d->base)
         event_base_free(d->base);
     config_free(d->cfg);
@@ -137,4 +176,9 @@ struct event_base *vtpmd_base(struct vtpmd *d)
 const struct config *vtpmd_config(const struct vtpmd *d)
 {
     return d->cfg;
+}
+
+struct bus *vtpmd_bus(struct vtpmd *d)
+{
+    return d->bus;
 }
