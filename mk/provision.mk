@@ -58,6 +58,14 @@ tests_unit_test_virt_LDADD = $(UNIT_LIBS)
 TESTS += tests/unit/test_virt tests/integration/virt-valgrind.sh
 EXTRA_DIST += tests/integration/virt-valgrind.sh
 
+# virt against a private libvirtd that is killed and restarted.
+check_PROGRAMS += tests/tools/virt-probe
+tests_tools_virt_probe_SOURCES = tests/tools/virt-probe.c
+tests_tools_virt_probe_CFLAGS = $(libvtpmd_a_CFLAGS)
+tests_tools_virt_probe_LDADD = $(VTPMD_LIBS)
+TESTS += tests/integration/virt-reconnect.sh
+EXTRA_DIST += tests/integration/virt-reconnect.sh
+
 # Figures for define+start and destroy+undefine on test:///default.
 noinst_PROGRAMS += bench/virt_bench
 bench_virt_bench_SOURCES = bench/virt_bench.c
