@@ -11,12 +11,17 @@
  * Requirements: evthread_use_pthreads() before the event_base is created
  * (event_active is called from other threads); xmlInitParser() in the main
  * thread before threads use libxml2 (virt_new calls it).
- * libvirt state that is process-wide is set by virt_new: the default event
- * implementation is registered and libvirt's default error function is
- * replaced by a silent one, so libvirt never prints behind vtpmd's back;
- * errors are returned per call in *err instead. Use one struct virt at a
- * time per process: libvirt's default event loop is global, and with two,
- * one's event thread could dispatch the other's callbacks. */
+ *
+ * virt_new sets process-wide libvirt state: it registers the default event
+ * implementation and replaces libvirt's default error printer with a
+ * silent one (libxml2's too, on virt's threads); errors come back per call
+ * in *err instead. libvirt's own warnings, not errors (a keepalive
+ * timeout, say), still reach stderr: the client library has no hook for
+ * them but LIBVIRT_LOG_OUTPUTS.
+ *
+ * One struct virt at a time per process: libvirt's default event loop is
+ * global, and with two, one's event thread could dispatch the other's
+ * callbacks. */
 #ifndef VTPMD_VIRT_H
 #define VTPMD_VIRT_H
 

@@ -148,10 +148,14 @@ static int virt_on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event,
                              int detail, void *opaque)
 {
     struct virt *v = opaque;
-    struct virt_item *it = xcalloc(1, sizeof(*it));
+    const char *name = virDomainGetName(dom);
+    struct virt_item *it;
 
+    if (name == NULL)
+        return 0;
+    it = xcalloc(1, sizeof(*it));
     it->kind = VIRT_ITEM_LIFECYCLE;
-    it->name = xstrdup(virDomainGetName(dom));
+    it->name = xstrdup(name);
     it->event = event;
     it->detail = detail;
     pthread_mutex_lock(&v->lock);

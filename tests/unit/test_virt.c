@@ -5,7 +5,26 @@
  *
  * test:///default keeps its state in this process only, shared by every
  * connection the process opens to it; the test holds its own connection
- * ("peer") to look at and tamper with what virt did. */
+ * ("peer") to look at and tamper with what virt did.
+ *
+ * What libvirt 9.0's test driver does, as found here:
+ * - accepts <domain type='xen'> with <os><type machine='xenpv'>, a file
+ *   disk on bus xen, and define/start/suspend/resume/destroy/undefine;
+ * - silently drops <devices><vtpm/> (never in dumpxml) but keeps
+ *   <metadata>; virDomainGetMetadata returns our element with the
+ *   namespace stripped, and virDomainSetMetadata refuses an element that
+ *   declares the namespace itself;
+ * - a name or UUID taken by another domain fails define with
+ *   VIR_ERR_OPERATION_FAILED;
+ * - emits lifecycle events through the registered event loop,
+ *   asynchronously: they may arrive after the job's done callback;
+ * - accepts virConnectRegisterCloseCallback but never calls it (no
+ *   transport), virConnectIsAlive is always 1, keepalive is unsupported:
+ *   reconnecting is exercised here with virt_force_reconnect and against a
+ *   real libvirtd in tests/integration/virt-reconnect.sh;
+ * - costs ~0.5 ms of CPU per define and as much per start (XML parsing
+ *   with XPath; start copies the definition by formatting and re-parsing
+ *   it), ~0.05 ms per destroy+undefine (see bench/virt_bench). */
 #include "autoconfig.h"
 
 #include <errno.h>
