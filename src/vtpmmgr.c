@@ -95,6 +95,7 @@ struct vtpmmgr {
     struct evdns_base *dns; /* only for a host name (IP literals need none) */
     SSL_CTX *ssl_ctx;
     bool verify_peer;
+    bool has_client_cert;
 
     struct vtpmmgr_reqs reqs;
     unsigned pending;
@@ -501,8 +502,10 @@ static char *vtpmmgr_tls_error(struct vtpmmgr_req *req, bool *permanent)
             return msg;
         }
     }
+    /* libevent also queues bare SSL_get_error() codes (library 0, e.g.
+     * SSL_ERROR_SYSCALL for a refused connection): not OpenSSL errors. */
     while ((e = bufferevent_get_openssl_error(req->bev)) != 0)
-        if (!first)
+        if (!first && ERR_GET_LIB(e) != 0)
             first = e;
     if (!first)
         return NULL;
@@ -535,6 +538,14 @@ static void vtpmmgr_no_answer(struct vtpmmgr_req *req, int sock_err)
     }
     if (dns_err) {
         xasprintf(&msg, "cannot resolve %s: %s", m->connect_host, evutil_gai_strerror(dns_err));
+    } else if (req->ssl && SSL_get_state(req->ssl) != TLS_ST_BEFORE && !SSL_is_init_finished(req->ssl)) {
+        xasprintf(&msg, "TLS handshake with %s did not complete (connection closed)", m->display);
+    } else if (req->ssl && SSL_is_init_finished(req->ssl) && !m->has_client_cert &&
+               !(req->http_error_set && req->http_error == EVREQ_HTTP_TIMEOUT)) {
+        /* A proxy that wants a client certificate sends its refusal
+         * after the handshake; a reset can overtake that alert. */
+        xasprintf(&msg, "%s closed the connection without an answer (if it requires a client "
+                        "certificate, set vtpmmgr.tls.cert_file and key_file)", m->display);
     } else if (req->http_error_set && req->http_error == EVREQ_HTTP_DATA_TOO_LONG) {
         xasprintf(&msg, "answer from %s is larger than %d KiB", m->display, VTPMMGR_MAX_BODY / 1024);
         vtpmmgr_attempt_failed(req, VTPMMGR_ERR_PERMANENT, msg);
@@ -880,6 +891,7 @@ static int vtpmmgr_tls_init(struct vtpmmgr *m, const struct tls_config *tls)
                       tls->key_file ? tls->key_file : "(none)", vtpmmgr_ssl_errstr(buf, sizeof(buf)));
             return -EINVAL;
         }
+        m->has_client_cert = true;
     }
     return 0;
 }

@@ -381,16 +381,39 @@ class Server(ThreadingHTTPServer):
         self.tls_ctx = tls_ctx
         super().__init__(addr, handler)
 
+    @staticmethod
+    def linger(sock):
+        # Closing at once would answer the client's next bytes with a
+        # reset that can overtake the TLS alert already sent (and the
+        # client would see "connection reset" instead of the reason). Half
+        # close and drain instead, as careful servers do.
+        try:
+            raw = socket.socket(fileno=sock.detach())
+        except (OSError, ValueError):
+            return
+        try:
+            raw.settimeout(2)
+            raw.shutdown(socket.SHUT_WR)
+            while raw.recv(4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            raw.close()
+
     def finish_request(self, request, client_address):
         # The TLS handshake runs here, in the connection's own thread, so
         # a client that never completes it blocks nobody else.
         if self.tls_ctx is not None:
             request.settimeout(30)
+            request = self.tls_ctx.wrap_socket(request, server_side=True,
+                                               do_handshake_on_connect=False)
             try:
-                request = self.tls_ctx.wrap_socket(request, server_side=True)
+                request.do_handshake()
             except (ssl.SSLError, OSError) as e:
                 self.state.count("tls_failures")
                 self.state.log("TLS handshake failed from %s: %s" % (client_address[0], e))
+                self.linger(request)
                 return
             request.settimeout(None)
         try:
