@@ -3,6 +3,7 @@
  *   GET  /v1/health              GET /v1/instances
  *   GET  /v1/instances/{uuid}    GET /v1/instances/{uuid}/wait?timeout=S
  *   POST /v1/reload              GET /metrics
+ *   GET  /v1/domains             (libvirt's view: stub domains, orphans)
  * The module parses requests and routes them; the daemon answers through
  * the handlers, now or later (long polls), with control_reply_*(). */
 #ifndef VTPMD_CONTROL_H
@@ -21,6 +22,7 @@ enum control_route {
     CONTROL_WAIT,   /* param: canonical instance UUID; query timeout */
     CONTROL_RELOAD,
     CONTROL_METRICS,
+    CONTROL_DOMAINS, /* libvirt's domains carrying vtpmd metadata */
     CONTROL_NROUTES,
 };
 

@@ -185,6 +185,8 @@ static void control_route(struct control *c, struct evhttp_request *r, bool metr
         route = CONTROL_HEALTH;
     } else if (strcmp(path, "/v1/instances") == 0) {
         route = CONTROL_LIST;
+    } else if (strcmp(path, "/v1/domains") == 0) {
+        route = CONTROL_DOMAINS;
     } else if (strcmp(path, "/v1/reload") == 0) {
         route = CONTROL_RELOAD;
     } else if (strncmp(path, "/v1/instances/", 14) == 0) {

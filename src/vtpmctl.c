@@ -43,6 +43,8 @@ static void usage(FILE *out)
             "  wait UUID [TIMEOUT]  wait until the instance's vTPM is ready\n"
             "                       (exit 0 ready, 1 failed, 2 timed out or not selected)\n"
             "  reload               reload vtpmd's configuration\n"
+            "  domains              libvirt's stub domains carrying vtpmd metadata\n"
+            "                       (orphans: no instance vtpmd holds)\n"
             "  metrics              Prometheus metrics\n"
             "Options:\n"
             "  -s, --socket PATH    control socket (default $VTPMD_SOCKET, else %s)\n"
@@ -232,6 +234,8 @@ int main(int argc, char **argv)
         path = xstrdup("/v1/health");
     } else if (strcmp(cmd, "list") == 0) {
         path = xstrdup("/v1/instances");
+    } else if (strcmp(cmd, "domains") == 0) {
+        path = xstrdup("/v1/domains");
     } else if (strcmp(cmd, "reload") == 0) {
         path = xstrdup("/v1/reload");
     } else if (strcmp(cmd, "metrics") == 0) {
@@ -275,6 +279,16 @@ int main(int argc, char **argv)
         json_array_foreach(a, i, it)
             printf("%-36s  %-12s  %-36s  %s\n", sget(it, "instance_uuid"), sget(it, "state"),
                    sget(it, "vtpm_uuid"), sget(it, "vtpm_domain"));
+        ret = 0;
+    } else if (r.status == 200 && strcmp(cmd, "domains") == 0 && !as_json) {
+        json_t *a = json_object_get(j, "domains"), *it;
+        size_t i;
+        printf("%-48s  %-7s  %-36s  %s\n", "DOMAIN", "STATE", "INSTANCE", "ORPHAN");
+        json_array_foreach(a, i, it)
+            printf("%-48s  %-7s  %-36s  %s\n", sget(it, "name"),
+                   json_is_true(json_object_get(it, "active")) ? "running" : "stopped",
+                   sget(it, "instance_uuid"),
+                   json_is_true(json_object_get(it, "orphan")) ? "yes" : "no");
         ret = 0;
     } else if (r.status == 200 || (r.status == 503 && strcmp(cmd, "health") == 0)) {
         print_json(j);

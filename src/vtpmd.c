@@ -1,16 +1,27 @@
+/* The daemon context: creates the modules, wires their callbacks to one
+ * another, reloads and stops them. It decides nothing itself. */
 #include "autoconfig.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <signal.h>
 #include <string.h>
 
 #include <event2/event.h>
 
 #include "bus.h"
+#include "control.h"
+#include "engine.h"
+#include "journal.h"
 #include "log.h"
+#include "policy.h"
+#include "virt.h"
 #include "vtpmd.h"
+#include "vtpmmgr.h"
 #include "xalloc.h"
+
+/* How long a graceful stop waits for work under way. */
+#define VTPMD_DRAIN_MS 10000
+#define VTPMD_TOMBSTONE_TTL (24 * 3600)
 
 struct vtpmd {
     struct event_base *base;
@@ -21,38 +32,55 @@ struct vtpmd {
     struct event *ev_term;
     struct event *ev_int;
     struct event *ev_hup;
+    struct event *drain_timer;
+    unsigned drain_ticks;
     bool stopping;
+
+    struct journal *journal;
+    struct vtpmmgr *vtpmmgr;
+    struct virt *virt;
+    struct policy *policy;
     struct bus *bus;
+    struct engine *engine;
+    struct control *control;
 };
 
-/* ---- bus wiring ---------------------------------------------------
- * Until the engine takes the deliveries over, each one is logged and
- * acknowledged. SIGTERM stops the bus gracefully (consumer cancelled,
- * acks sent, confirms awaited, connection closed) before the loop ends. */
-static void vtpmd_bus_deliver(struct bus_delivery *bd, const void *body, size_t len,
-                              const char *content_type, bool redelivered, void *arg)
+/* ---- callbacks between modules ----------------------------------- */
+
+static void vtpmd_deliver(struct bus_delivery *bd, const void *body, size_t len,
+                          const char *content_type, bool redelivered, void *arg)
 {
     struct vtpmd *d = arg;
 
-    log_debug("delivery tag=%" PRIu64 " bytes=%zu content_type=%s redelivered=%d",
-              bus_delivery_tag(bd), len, content_type ? content_type : "-", redelivered);
-    bus_ack(d->bus, bd);
+    engine_deliver(bd, body, len, content_type, redelivered, d->engine);
 }
 
-static void vtpmd_bus_stopped(void *arg)
+static void vtpmd_bus_state(bool ready, void *arg)
+{
+    log_info("bus %s", ready ? "ready" : "not ready");
+}
+
+static void vtpmd_libvirt_connection(bool up, void *arg)
 {
     struct vtpmd *d = arg;
 
-    event_base_loopexit(d->base, NULL);
+    log_info("libvirt %s uri=%s", up ? "connected" : "disconnected", d->cfg->libvirt.uri);
+    if (d->engine)
+        engine_libvirt_state(d->engine, up);
 }
 
-static int vtpmd_bus_new(struct vtpmd *d)
+static void vtpmd_lifecycle(const char *name, int event, int detail, void *arg)
 {
-    static const struct bus_callbacks cb = {.deliver = vtpmd_bus_deliver};
+    struct vtpmd *d = arg;
 
-    return bus_new(d->base, d->cfg, &cb, d, &d->bus);
+    if (d->engine)
+        engine_domain_event(d->engine, name, event, detail);
 }
-/* ---- end of bus wiring -------------------------------------------- */
+
+static int vtpmd_control_reload(void *arg)
+{
+    return vtpmd_reload(arg);
+}
 
 static void vtpmd_apply_logging(struct vtpmd *d)
 {
@@ -65,6 +93,7 @@ int vtpmd_reload(struct vtpmd *d)
 {
     struct cfg_errors errs = {0};
     struct config *next;
+    struct policy *policy;
 
     log_info("reloading configuration file=%s", d->config_path);
     if (config_load(d->config_path, &next, &errs) < 0) {
@@ -75,22 +104,65 @@ int vtpmd_reload(struct vtpmd *d)
         cfg_errors_free(&errs);
         return -EINVAL;
     }
+    if (policy_new(next, &policy) < 0) {
+        log_error("reload failed: the policy cannot be compiled; keeping the running "
+                  "configuration file=%s", d->config_path);
+        config_free(next);
+        return -EINVAL;
+    }
+    /* Everything is valid: swap. */
+    if (d->engine)
+        engine_reconfigure(d->engine, next, policy);
+    if (d->bus)
+        bus_reconfigure(d->bus, next);
+    policy_free(d->policy);
+    d->policy = policy;
     config_free(d->cfg);
     d->cfg = next;
     vtpmd_apply_logging(d);
-    bus_reconfigure(d->bus, d->cfg);
     log_info("configuration reloaded file=%s host=%s rules=%zu", d->config_path,
              d->cfg->host, d->cfg->policy.rules.n);
     return 0;
 }
 
+/* ---- stopping ---------------------------------------------------- */
+
+static void vtpmd_bus_stopped(void *arg)
+{
+    struct vtpmd *d = arg;
+
+    event_base_loopexit(d->base, NULL);
+}
+
+static void vtpmd_drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct vtpmd *d = arg;
+    size_t busy = engine_busy(d->engine);
+
+    if (busy > 0 && ++d->drain_ticks * 50 < VTPMD_DRAIN_MS)
+        return;
+    if (busy > 0)
+        log_warn("stopping with work under way instances=%zu (redelivered on restart)", busy);
+    event_del(d->drain_timer);
+    bus_stop(d->bus, vtpmd_bus_stopped, d);
+}
+
 void vtpmd_stop(struct vtpmd *d)
 {
+    struct timeval tick = {0, 50000};
+
     if (d->stopping)
         return;
     d->stopping = true;
-    log_info("stopping");
-    bus_stop(d->bus, vtpmd_bus_stopped, d);
+    log_info("stopping busy=%zu", d->engine ? engine_busy(d->engine) : 0);
+    if (d->engine == NULL) {
+        event_base_loopexit(d->base, NULL);
+        return;
+    }
+    engine_drain(d->engine);
+    d->drain_timer = event_new(d->base, -1, EV_PERSIST, vtpmd_drain_cb, d);
+    event_add(d->drain_timer, &tick);
+    vtpmd_drain_cb(-1, 0, d);
 }
 
 static void vtpmd_signal_cb(evutil_socket_t sig, short what, void *arg)
@@ -103,6 +175,66 @@ static void vtpmd_signal_cb(evutil_socket_t sig, short what, void *arg)
     }
     log_info("signal received signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     vtpmd_stop(d);
+}
+
+/* ---- creation ---------------------------------------------------- */
+
+static int vtpmd_modules_new(struct vtpmd *d)
+{
+    static const struct bus_callbacks bus_cb = {
+        .deliver = vtpmd_deliver,
+        .state_changed = vtpmd_bus_state,
+    };
+    static const struct virt_callbacks virt_cb = {
+        .lifecycle = vtpmd_lifecycle,
+        .connection = vtpmd_libvirt_connection,
+    };
+    struct engine_deps deps = {0};
+    char *err = NULL;
+    int ret;
+
+    ret = journal_open(d->base, d->cfg->state_dir, VTPMD_TOMBSTONE_TTL, &d->journal, &err);
+    if (ret < 0) {
+        log_error("cannot open the journal: %s", err);
+        goto out;
+    }
+    ret = policy_new(d->cfg, &d->policy);
+    if (ret < 0) {
+        log_error("cannot compile the policy");
+        goto out;
+    }
+    ret = vtpmmgr_new(d->base, d->cfg, &d->vtpmmgr);
+    if (ret < 0) {
+        log_error("cannot set up the vtpmmgr client provider=%s", d->cfg->vtpmmgr.url ? d->cfg->vtpmmgr.url : "local");
+        goto out;
+    }
+    ret = virt_new(d->base, d->cfg->libvirt.uri, &virt_cb, d, &d->virt);
+    if (ret < 0) {
+        log_error("cannot start the libvirt worker uri=%s", d->cfg->libvirt.uri);
+        goto out;
+    }
+    ret = bus_new(d->base, d->cfg, &bus_cb, d, &d->bus);
+    if (ret < 0) {
+        log_error("cannot set up the AMQP bus");
+        goto out;
+    }
+    deps.bus = d->bus;
+    deps.vtpmmgr = d->vtpmmgr;
+    deps.virt = d->virt;
+    deps.journal = d->journal;
+    deps.reload = vtpmd_control_reload;
+    deps.reload_arg = d;
+    ret = engine_new(d->base, &deps, d->cfg, d->policy, &d->engine);
+    if (ret < 0)
+        goto out;
+    engine_libvirt_state(d->engine, virt_is_connected(d->virt));
+    ret = control_new(d->base, d->cfg->control.socket, d->cfg->control.metrics_listen,
+                      engine_control, d->engine, &d->control, &err);
+    if (ret < 0)
+        log_error("cannot start the control API: %s", err);
+out:
+    free(err);
+    return ret;
 }
 
 int vtpmd_new(const struct cmdline *cl, struct config *cfg, struct vtpmd **out)
@@ -129,7 +261,7 @@ int vtpmd_new(const struct cmdline *cl, struct config *cfg, struct vtpmd **out)
         return -EIO;
     }
     vtpmd_apply_logging(d);
-    if (vtpmd_bus_new(d) < 0) {
+    if (vtpmd_modules_new(d) < 0) {
         vtpmd_free(d);
         return -EINVAL;
     }
@@ -160,7 +292,20 @@ void vtpmd_free(struct vtpmd *d)
         event_free(d->ev_int);
     if (d->ev_hup)
         event_free(d->ev_hup);
+    if (d->drain_timer)
+        event_free(d->drain_timer);
+    control_free(d->control);
+    /* The bus has closed its connection (vtpmd_stop): the engine's held
+     * deliveries are released unacked, then unconfirmed publishes are
+     * reported to a stopping engine. */
+    if (d->engine)
+        engine_shutdown(d->engine);
     bus_free(d->bus);
+    engine_free(d->engine);
+    virt_free(d->virt);
+    vtpmmgr_free(d->vtpmmgr);
+    journal_free(d->journal);
+    policy_free(d->policy);
     if (d->base)
         event_base_free(d->base);
     config_free(d->cfg);

@@ -1,0 +1,126 @@
+/* Engine internals shared by src/engine.c (the state machine) and
+ * src/engine_ctl.c (control API, metrics), and reachable by tests. */
+#ifndef VTPMD_ENGINE_PRIV_H
+#define VTPMD_ENGINE_PRIV_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "engine.h"
+#include "hmap.h"
+#include "journal.h"
+#include "novamsg.h"
+
+enum inst_state {
+    INST_NONE = 0,      /* nothing held (not selected yet) */
+    INST_PROVISIONING,
+    INST_READY,
+    INST_FAILED,
+    INST_DELETING,
+    INST_DELETE_FAILED,
+    INST_DELETED,       /* tombstone */
+};
+
+enum inst_op {
+    OP_IDLE = 0,
+    OP_CREATE,
+    OP_ROLLBACK,
+    OP_TEARDOWN,
+};
+
+enum inst_step {
+    STEP_NONE = 0,
+    STEP_ACQUIRE,
+    STEP_BUILD,
+    STEP_COMMIT,
+    STEP_REMOVE,
+    STEP_RELEASE,
+};
+
+struct inst_job {
+    struct inst_job *next;
+    struct nova_event ev;
+    struct bus_delivery *d;
+};
+
+struct inst {
+    struct engine *e;
+    char uuid[37];
+    enum inst_state state;
+    enum inst_op op;
+    enum inst_step step;
+
+    char vtpm_uuid[37];
+    char *domain_name;
+    char *image_path;
+    char *rule;
+    char *instance_name;
+    char *request_id;
+    char *error;
+    char *error_code;
+    char *kernel;
+    uint64_t image_size;
+    uint64_t memory;
+    time_t updated;
+
+    struct inst_job *queue, **queue_tail;
+    struct bus_delivery **acks;
+    size_t nacks;
+    int outstanding;       /* journal write + status confirm of the commit */
+    bool commit_failed;
+    struct timespec started;
+    uint64_t retry_until_ms;
+    unsigned attempt;
+    struct event *timer;   /* retry backoff */
+    struct event *jtimer;  /* journal write retry */
+};
+
+struct publish_ctx;
+
+struct engine_waiter {
+    struct engine_waiter *prev, *next;
+    struct engine *e;
+    struct control_req *req;
+    char uuid[37];
+    struct event *timeout;
+};
+
+struct engine_metrics {
+    uint64_t relevant, irrelevant, malformed;
+    uint64_t provisions_ok, provisions_failed, teardowns_ok, teardowns_failed;
+    uint64_t denied, duplicates, tombstoned;
+    uint64_t retries, status_retries, journal_retries;
+    uint64_t step_failures[6];
+    /* provisioning latency histogram (seconds), cumulative buckets */
+    uint64_t lat_buckets[12];
+    uint64_t lat_count;
+    double lat_sum;
+};
+
+struct engine {
+    struct event_base *base;
+    struct engine_deps deps;
+    const struct config *cfg;
+    const struct policy *policy;
+    struct hmap *insts;   /* uuid -> struct inst* */
+    size_t busy;
+    bool libvirt_up;
+    bool stopping; /* engine_shutdown: no more retries */
+    bool draining; /* engine_drain: queued events wait for the next vtpmd */
+    struct publish_ctx *publishing;
+    struct engine_waiter *waiters;
+    struct event *waiter_tick;
+    struct event *prune_timer;
+    struct engine_metrics m;
+};
+
+extern const double engine_lat_bounds[12];
+
+const char *inst_state_name(enum inst_state s);
+json_t *inst_to_json(const struct inst *in);
+void engine_waiters_check(struct engine *e);
+
+#endif

@@ -1,0 +1,1014 @@
+/* The per-instance state machine. See include/engine.h.
+ *
+ * create:   ACQUIRE (vtpmmgr) -> BUILD (worker: image, domain define+start)
+ *           -> COMMIT (journal READY || status vtpm.create.end) -> ack
+ * rollback: REMOVE (worker: domain, image) -> RELEASE -> COMMIT (FAILED
+ *           || vtpm.create.error) -> ack
+ * teardown: REMOVE -> RELEASE -> COMMIT (tombstone || vtpm.delete.end) -> ack
+ *
+ * Every step is idempotent (the v1 proxy returns the same UUID for the
+ * same instance; image and domain are named after the instance), so no
+ * intent is journaled before the work: a crash leaves the delivery
+ * unacked and its redelivery redoes only what is missing. */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "bus.h"
+#include "config.h"
+#include "domxml.h"
+#include "engine_priv.h"
+#include "image.h"
+#include "log.h"
+#include "policy.h"
+#include "status.h"
+#include "uuidutil.h"
+#include "virt.h"
+#include "vtpmmgr.h"
+#include "xalloc.h"
+
+#define TOMBSTONE_TTL (24 * 3600)
+#define RETRY_MIN_MS 100
+#define RETRY_MAX_MS 5000
+
+const double engine_lat_bounds[12] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025,
+                                      0.05,   0.1,   0.25,  0.5,   1.0,  5.0};
+
+static void inst_kick(struct inst *in);
+static void inst_step(struct inst *in);
+static void inst_commit(struct inst *in);
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static const char *const inst_state_names[] = {
+    [INST_NONE] = "none",
+    [INST_PROVISIONING] = "provisioning",
+    [INST_READY] = "ready",
+    [INST_FAILED] = "failed",
+    [INST_DELETING] = "deleting",
+    [INST_DELETE_FAILED] = "failed",
+    [INST_DELETED] = "deleted",
+};
+
+const char *inst_state_name(enum inst_state s)
+{
+    return inst_state_names[s];
+}
+
+static void set_str(char **dst, const char *src)
+{
+    free(*dst);
+    *dst = src ? xstrdup(src) : NULL;
+}
+
+/* ---- instances --------------------------------------------------- */
+
+static void inst_free(void *p)
+{
+    struct inst *in = p;
+    struct inst_job *j, *next;
+
+    if (in == NULL)
+        return;
+    for (j = in->queue; j; j = next) {
+        next = j->next;
+        nova_event_clear(&j->ev);
+        free(j); /* its delivery dies with the bus */
+    }
+    if (in->timer)
+        event_free(in->timer);
+    if (in->jtimer)
+        event_free(in->jtimer);
+    free(in->acks);
+    free(in->domain_name);
+    free(in->image_path);
+    free(in->rule);
+    free(in->instance_name);
+    free(in->request_id);
+    free(in->error);
+    free(in->error_code);
+    free(in->kernel);
+    free(in);
+}
+
+static struct inst *inst_get(struct engine *e, const char *uuid, bool create)
+{
+    struct inst *in = hmap_get(e->insts, uuid);
+
+    if (in || !create)
+        return in;
+    in = xcalloc(1, sizeof(*in));
+    in->e = e;
+    memcpy(in->uuid, uuid, 37);
+    in->queue_tail = &in->queue;
+    hmap_put(e->insts, uuid, in);
+    return in;
+}
+
+/* An instance we hold nothing for and that has nothing queued goes. */
+static void inst_maybe_drop(struct inst *in)
+{
+    if (in->state == INST_NONE && in->op == OP_IDLE && in->queue == NULL &&
+        in->nacks == 0)
+        inst_free(hmap_del(in->e->insts, in->uuid));
+}
+
+static void inst_ack_all(struct inst *in)
+{
+    for (size_t i = 0; i < in->nacks; i++)
+        bus_ack(in->e->deps.bus, in->acks[i]);
+    in->nacks = 0;
+}
+
+static void inst_hold_ack(struct inst *in, struct bus_delivery *d)
+{
+    in->acks = xreallocarray(in->acks, in->nacks + 1, sizeof(*in->acks));
+    in->acks[in->nacks++] = d;
+}
+
+static void inst_set_error(struct inst *in, const char *code, const char *msg)
+{
+    set_str(&in->error_code, code);
+    set_str(&in->error, msg);
+}
+
+/* ---- status ------------------------------------------------------ */
+
+/* A status notification in flight: a snapshot of the payload, so that it
+ * can be sent again after a nack or a lost connection. */
+struct publish_ctx {
+    struct publish_ctx *prev, *next; /* engine's list of live ones */
+    struct event *timer;             /* retry backoff */
+    struct inst *in; /* counts toward in's commit; NULL otherwise */
+    struct engine *e;
+    char *event_type;
+    char *strs[9];
+    struct status_payload p;
+    unsigned attempt;
+};
+
+static void publish_send(struct publish_ctx *p);
+
+static void publish_free(struct publish_ctx *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        p->e->publishing = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    if (p->timer)
+        event_free(p->timer);
+    for (size_t i = 0; i < sizeof(p->strs) / sizeof(p->strs[0]); i++)
+        free(p->strs[i]);
+    free(p->event_type);
+    free(p);
+}
+
+static void publish_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    publish_send(arg);
+}
+
+static void publish_done(int status, void *arg)
+{
+    struct publish_ctx *p = arg;
+    struct inst *in = p->in;
+
+    if (status != 0 && !p->e->stopping) {
+        /* Nacked, lost with the connection or outbox full: send again. A
+         * duplicate is harmless, a lost status is not. */
+        struct timeval tv;
+        uint64_t ms = (uint64_t)RETRY_MIN_MS << (p->attempt < 6 ? p->attempt : 6);
+
+        p->attempt++;
+        p->e->m.status_retries++;
+        log_warn("status notification not confirmed, retrying event=%s instance=%s error=%s",
+                 p->event_type, p->p.instance_uuid, strerror(-status));
+        tv.tv_sec = (time_t)(ms / 1000);
+        tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
+        if (p->timer == NULL)
+            p->timer = evtimer_new(p->e->base, publish_retry_cb, p);
+        evtimer_add(p->timer, &tv);
+        return;
+    }
+    publish_free(p);
+    if (in && status == 0 && --in->outstanding == 0)
+        inst_commit(in);
+}
+
+static void publish_send(struct publish_ctx *p)
+{
+    int ret = status_publish(p->e->deps.bus, p->e->cfg, p->event_type, &p->p,
+                             publish_done, p);
+
+    if (ret == -ENOBUFS) {
+        publish_done(ret, p);
+    } else if (ret < 0) {
+        /* Stopping, or a payload the status module refuses: nothing a
+         * retry can fix. The delivery stays unacked (stopping) or the
+         * commit goes on without this status. */
+        log_error("status notification not sent event=%s instance=%s error=%s",
+                  p->event_type, p->p.instance_uuid, strerror(-ret));
+        if (p->in && !p->e->stopping && --p->in->outstanding == 0)
+            inst_commit(p->in);
+        publish_free(p);
+    }
+}
+
+static const char *keep(struct publish_ctx *p, size_t i, const char *s)
+{
+    p->strs[i] = s && *s ? xstrdup(s) : NULL;
+    return p->strs[i];
+}
+
+/* Publishes a status notification about in; with commit, it counts
+ * toward the instance's commit (the ack waits for its confirm). */
+static void inst_publish(struct inst *in, const char *event_type, bool commit)
+{
+    struct publish_ctx *p = xcalloc(1, sizeof(*p));
+    struct timespec now;
+    double ms;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    ms = (double)(now.tv_sec - in->started.tv_sec) * 1000.0 +
+         (double)(now.tv_nsec - in->started.tv_nsec) / 1e6;
+    p->e = in->e;
+    p->next = in->e->publishing;
+    if (p->next)
+        p->next->prev = p;
+    in->e->publishing = p;
+    p->in = commit ? in : NULL;
+    p->event_type = xstrdup(event_type);
+    p->p.instance_uuid = keep(p, 0, in->uuid);
+    p->p.host = keep(p, 1, in->e->cfg->host);
+    p->p.vtpm_uuid = keep(p, 2, in->vtpm_uuid);
+    p->p.vtpm_domain = keep(p, 3, in->domain_name);
+    p->p.image_path = keep(p, 4, in->image_path);
+    p->p.rule = keep(p, 5, in->rule);
+    p->p.state = inst_state_name(in->state);
+    p->p.duration_ms = (int64_t)(ms < 0 ? 0 : ms);
+    p->p.request_id = keep(p, 6, in->request_id);
+    if (in->error) {
+        p->p.error_code = keep(p, 7, in->error_code ? in->error_code : "error");
+        p->p.error_message = keep(p, 8, in->error);
+    }
+    if (commit)
+        in->outstanding++;
+    publish_send(p);
+}
+
+/* ---- commit ------------------------------------------------------ */
+
+static void inst_journal_done(int ret, void *arg);
+
+static void inst_fill_record(struct inst *in, struct journal_record *r)
+{
+    memset(r, 0, sizeof(*r));
+    memcpy(r->instance_uuid, in->uuid, 37);
+    switch (in->state) {
+    case INST_READY:
+        r->state = JOURNAL_READY;
+        break;
+    case INST_FAILED:
+        r->state = JOURNAL_FAILED;
+        break;
+    case INST_DELETE_FAILED:
+        r->state = JOURNAL_DELETE_FAILED;
+        break;
+    case INST_DELETED:
+        r->state = JOURNAL_DELETED;
+        break;
+    case INST_DELETING:
+        r->state = JOURNAL_DELETING;
+        break;
+    default:
+        r->state = JOURNAL_PROVISIONING;
+        break;
+    }
+    memcpy(r->vtpm_uuid, in->vtpm_uuid, 37);
+    r->domain_name = in->domain_name;
+    r->image_path = in->image_path;
+    r->rule = in->rule;
+    r->instance_name = in->instance_name;
+    r->request_id = in->request_id;
+    r->error = in->error;
+    r->image_size = in->image_size;
+}
+
+static void inst_journal_write(struct inst *in)
+{
+    struct journal_record r;
+
+    inst_fill_record(in, &r);
+    journal_put(in->e->deps.journal, &r, inst_journal_done, in);
+}
+
+static void journal_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    inst_journal_write(arg);
+}
+
+static void inst_journal_done(int ret, void *arg)
+{
+    struct inst *in = arg;
+
+    if (ret < 0 && in->e->stopping)
+        return;
+    if (ret < 0) {
+        struct timeval tv = {1, 0};
+        /* Not durable: the deliveries stay unacked; try again. */
+        in->e->m.journal_retries++;
+        log_error("journal write failed, retrying instance=%s error=%s", in->uuid,
+                  strerror(-ret));
+        if (in->jtimer == NULL)
+            in->jtimer = evtimer_new(in->e->base, journal_retry_cb, in);
+        evtimer_add(in->jtimer, &tv);
+        return;
+    }
+    if (--in->outstanding == 0)
+        inst_commit(in);
+}
+
+static void latency_observe(struct engine *e, const struct timespec *start)
+{
+    struct timespec now;
+    double s;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    s = (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+    for (size_t i = 0; i < 12; i++) {
+        if (s <= engine_lat_bounds[i])
+            e->m.lat_buckets[i]++;
+    }
+    e->m.lat_count++;
+    e->m.lat_sum += s;
+}
+
+/* Starts the commit (state already set), or finishes it when both the
+ * journal write and the status confirm are in. */
+static void inst_commit_start(struct inst *in, const char *event_type)
+{
+    in->step = STEP_COMMIT;
+    in->outstanding = 1; /* a guard until both are issued */
+    in->outstanding++;   /* the journal write */
+    inst_journal_write(in);
+    inst_publish(in, event_type, true); /* counts itself */
+    if (--in->outstanding == 0)
+        inst_commit(in);
+}
+
+static void inst_commit(struct inst *in)
+{
+    struct engine *e = in->e;
+
+    log_info("instance %s instance=%s vtpm=%s domain=%s", inst_state_name(in->state),
+             in->uuid, in->vtpm_uuid[0] ? in->vtpm_uuid : "-",
+             in->domain_name ? in->domain_name : "-");
+    if (in->state == INST_READY) {
+        e->m.provisions_ok++;
+        latency_observe(e, &in->started);
+    } else if (in->state == INST_FAILED) {
+        e->m.provisions_failed++;
+    } else if (in->state == INST_DELETED) {
+        e->m.teardowns_ok++;
+    } else if (in->state == INST_DELETE_FAILED) {
+        e->m.teardowns_failed++;
+    }
+    inst_ack_all(in);
+    in->op = OP_IDLE;
+    in->step = STEP_NONE;
+    e->busy--;
+    engine_waiters_check(e);
+    inst_kick(in);
+}
+
+/* ---- failures and retries ---------------------------------------- */
+
+static void inst_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    inst_step(arg);
+}
+
+/* Schedules the current step again if still within the retry window. */
+static bool inst_retry(struct inst *in)
+{
+    uint64_t ms;
+    struct timeval tv;
+
+    if (now_ms() >= in->retry_until_ms)
+        return false;
+    ms = (uint64_t)RETRY_MIN_MS << (in->attempt < 6 ? in->attempt : 6);
+    if (ms > RETRY_MAX_MS)
+        ms = RETRY_MAX_MS;
+    in->attempt++;
+    in->e->m.retries++;
+    tv.tv_sec = (time_t)(ms / 1000);
+    tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
+    if (in->timer == NULL)
+        in->timer = evtimer_new(in->e->base, inst_retry_cb, in);
+    evtimer_add(in->timer, &tv);
+    return true;
+}
+
+static void inst_begin_rollback(struct inst *in)
+{
+    log_warn("provisioning failed, rolling back instance=%s step=%d error=%s", in->uuid,
+             (int)in->step, in->error ? in->error : "?");
+    in->e->m.step_failures[in->step]++;
+    in->op = OP_ROLLBACK;
+    in->step = STEP_REMOVE;
+    in->attempt = 0;
+    in->retry_until_ms = now_ms() + in->e->cfg->vtpmmgr.retry_for_ms;
+    inst_step(in);
+}
+
+static void inst_teardown_failed(struct inst *in)
+{
+    in->e->m.step_failures[in->step]++;
+    log_error("teardown failed instance=%s error=%s", in->uuid, in->error ? in->error : "?");
+    in->state = INST_DELETE_FAILED;
+    inst_commit_start(in, "vtpm.delete.error");
+}
+
+/* ---- steps ------------------------------------------------------- */
+
+static void acquire_done(enum vtpmmgr_status st, const char *vtpm_uuid,
+                         const char *error, void *arg)
+{
+    struct inst *in = arg;
+
+    if (st != VTPMMGR_OK) {
+        inst_set_error(in, st == VTPMMGR_ERR_TRANSIENT ? "vtpmmgr_unavailable" : "vtpmmgr_error",
+                       error ? error : "vtpmmgr failed");
+        inst_begin_rollback(in);
+        return;
+    }
+    memcpy(in->vtpm_uuid, vtpm_uuid, 37);
+    in->step = STEP_BUILD;
+    in->attempt = 0;
+    inst_step(in);
+}
+
+struct build_job {
+    struct inst *in;
+    char uuid[37];
+    char vtpm_uuid[37];
+    char *image_dir;
+    uint64_t image_size;
+    struct domxml_params p;
+    char *name;
+    char *kernel;
+    char *instance_name;
+    char *rule;
+    char *host;
+    char *vtpmmgr_domain;
+    char *image_path; /* result */
+    bool remove;
+};
+
+static void build_job_free(struct build_job *j)
+{
+    free(j->image_dir);
+    free(j->name);
+    free(j->kernel);
+    free(j->instance_name);
+    free(j->rule);
+    free(j->host);
+    free(j->vtpmmgr_domain);
+    free(j->image_path);
+    free(j);
+}
+
+/* Runs on the libvirt worker thread. */
+static int build_work(virConnectPtr conn, void *arg, char **err)
+{
+    struct build_job *j = arg;
+    char *xml = NULL;
+    int ret;
+
+    if (conn == NULL) {
+        xasprintf(err, "libvirt is not connected");
+        return -ENOTCONN;
+    }
+    ret = image_create(j->image_dir, j->uuid, j->image_size, &j->image_path, err);
+    if (ret < 0)
+        return ret;
+    j->p.image_path = j->image_path;
+    ret = domxml_build(&j->p, &xml);
+    if (ret < 0) {
+        xasprintf(err, "cannot build the domain XML: %s", strerror(-ret));
+        return ret;
+    }
+    ret = virt_define_start(conn, xml, j->name, err);
+    free(xml);
+    return ret;
+}
+
+/* Runs on the libvirt worker thread. */
+static int remove_work(virConnectPtr conn, void *arg, char **err)
+{
+    struct build_job *j = arg;
+    int ret;
+
+    if (j->name) {
+        if (conn == NULL) {
+            xasprintf(err, "libvirt is not connected");
+            return -ENOTCONN;
+        }
+        ret = virt_destroy_undefine(conn, j->name, err);
+        if (ret < 0)
+            return ret;
+    }
+    return image_remove(j->image_dir, j->uuid, err);
+}
+
+static void build_done(int ret, char *err, void *arg)
+{
+    struct build_job *j = arg;
+    struct inst *in = j->in;
+
+    if (ret == 0) {
+        set_str(&in->image_path, j->image_path);
+        build_job_free(j);
+        free(err);
+        in->state = INST_READY;
+        set_str(&in->error, NULL);
+        set_str(&in->error_code, NULL);
+        inst_commit_start(in, "vtpm.create.end");
+        return;
+    }
+    build_job_free(j);
+    inst_set_error(in, ret == -ENOTCONN ? "libvirt_unavailable"
+                       : ret == -ENOSPC ? "disk_full"
+                                        : "provisioning_failed",
+                   err ? err : strerror(-ret));
+    free(err);
+    if (ret == -ENOTCONN && inst_retry(in))
+        return;
+    inst_begin_rollback(in);
+}
+
+static void remove_done(int ret, char *err, void *arg)
+{
+    struct build_job *j = arg;
+    struct inst *in = j->in;
+
+    build_job_free(j);
+    if (ret < 0) {
+        log_warn("removing vTPM resources failed instance=%s error=%s", in->uuid,
+                 err ? err : strerror(-ret));
+        if (in->op == OP_TEARDOWN)
+            inst_set_error(in, ret == -ENOTCONN ? "libvirt_unavailable" : "teardown_failed",
+                           err ? err : strerror(-ret));
+        free(err);
+        if (inst_retry(in))
+            return;
+        if (in->op == OP_TEARDOWN) {
+            inst_teardown_failed(in);
+            return;
+        }
+        /* A rollback that cannot remove everything still reports the
+         * create as failed; reconciliation finds what is left. */
+    } else {
+        free(err);
+        set_str(&in->image_path, NULL);
+    }
+    in->step = STEP_RELEASE;
+    in->attempt = 0;
+    inst_step(in);
+}
+
+static void release_done(enum vtpmmgr_status st, const char *vtpm_uuid,
+                         const char *error, void *arg)
+{
+    struct inst *in = arg;
+
+    if (st != VTPMMGR_OK && in->op == OP_TEARDOWN) {
+        inst_set_error(in, "vtpmmgr_release_failed", error ? error : "release failed");
+        inst_teardown_failed(in);
+        return;
+    }
+    if (st != VTPMMGR_OK)
+        log_warn("releasing the vTPM failed during rollback instance=%s vtpm=%s error=%s",
+                 in->uuid, in->vtpm_uuid, error ? error : "?");
+    else if (in->op == OP_ROLLBACK)
+        in->vtpm_uuid[0] = '\0'; /* released: a FAILED record holds none */
+    if (in->op == OP_TEARDOWN) {
+        in->state = INST_DELETED;
+        set_str(&in->error, NULL);
+        set_str(&in->error_code, NULL);
+        inst_commit_start(in, "vtpm.delete.end");
+    } else {
+        in->state = INST_FAILED;
+        inst_commit_start(in, "vtpm.create.error");
+    }
+}
+
+static struct build_job *job_new(struct inst *in)
+{
+    const struct config *cfg = in->e->cfg;
+    struct build_job *j = xcalloc(1, sizeof(*j));
+
+    j->in = in;
+    memcpy(j->uuid, in->uuid, 37);
+    memcpy(j->vtpm_uuid, in->vtpm_uuid, 37);
+    j->image_dir = xstrdup(cfg->image.dir);
+    j->image_size = in->image_size;
+    j->name = in->domain_name ? xstrdup(in->domain_name) : NULL;
+    j->kernel = xstrdup(in->kernel ? in->kernel : cfg->libvirt.kernel);
+    j->instance_name = in->instance_name ? xstrdup(in->instance_name) : NULL;
+    j->rule = in->rule ? xstrdup(in->rule) : NULL;
+    j->host = xstrdup(cfg->host);
+    j->vtpmmgr_domain = xstrdup(cfg->libvirt.vtpmmgr_domain);
+    j->p.name = j->name;
+    j->p.vtpm_uuid = j->vtpm_uuid;
+    j->p.instance_uuid = j->uuid;
+    j->p.instance_name = j->instance_name;
+    j->p.kernel = j->kernel;
+    j->p.cmdline = "loglevel=debug";
+    j->p.memory_bytes = in->memory;
+    j->p.vtpmmgr_domain = j->vtpmmgr_domain;
+    j->p.rule = j->rule;
+    j->p.host = j->host;
+    j->p.created = time(NULL);
+    return j;
+}
+
+static void inst_step(struct inst *in)
+{
+    struct engine *e = in->e;
+    struct build_job *j;
+    int ret;
+
+    switch (in->step) {
+    case STEP_ACQUIRE:
+        ret = vtpmmgr_acquire(e->deps.vtpmmgr, in->uuid, e->cfg->host, acquire_done, in);
+        if (ret < 0) {
+            inst_set_error(in, "vtpmmgr_error", strerror(-ret));
+            inst_begin_rollback(in);
+        }
+        break;
+    case STEP_BUILD:
+        j = job_new(in);
+        ret = virt_submit(e->deps.virt, build_work, build_done, j);
+        if (ret < 0) {
+            build_job_free(j);
+            inst_set_error(in, "internal", strerror(-ret));
+            inst_begin_rollback(in);
+        }
+        break;
+    case STEP_REMOVE:
+        j = job_new(in);
+        j->remove = true;
+        ret = virt_submit(e->deps.virt, remove_work, remove_done, j);
+        if (ret < 0) {
+            build_job_free(j);
+            remove_done(ret, NULL, job_new(in));
+        }
+        break;
+    case STEP_RELEASE:
+        if (in->vtpm_uuid[0] == '\0') {
+            release_done(VTPMMGR_OK, NULL, NULL, in);
+            break;
+        }
+        ret = vtpmmgr_release(e->deps.vtpmmgr, in->vtpm_uuid, in->uuid, release_done, in);
+        if (ret < 0)
+            release_done(VTPMMGR_ERR_PERMANENT, NULL, strerror(-ret), in);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- events ------------------------------------------------------ */
+
+static void inst_start_create(struct inst *in, const struct nova_event *ev,
+                              const struct policy_decision *pd)
+{
+    struct engine *e = in->e;
+    char *name = NULL;
+
+    in->state = INST_PROVISIONING;
+    in->op = OP_CREATE;
+    in->step = STEP_ACQUIRE;
+    in->attempt = 0;
+    e->busy++;
+    clock_gettime(CLOCK_MONOTONIC, &in->started);
+    in->retry_until_ms = now_ms() + e->cfg->vtpmmgr.retry_for_ms;
+    set_str(&in->rule, pd->rule ? pd->rule : "default");
+    set_str(&in->instance_name, ev->instance_name);
+    set_str(&in->request_id, ev->request_id);
+    set_str(&in->kernel, pd->kernel);
+    set_str(&in->error, NULL);
+    set_str(&in->error_code, NULL);
+    in->image_size = pd->image_size;
+    in->memory = pd->memory;
+    in->vtpm_uuid[0] = '\0';
+    if (domxml_expand_name(pd->domain_name, in->uuid, ev->instance_name, &name) < 0) {
+        inst_set_error(in, "bad_domain_name", "the domain name template gives no valid name");
+        inst_begin_rollback(in);
+        return;
+    }
+    free(in->domain_name);
+    in->domain_name = name;
+    log_info("provisioning instance=%s rule=%s domain=%s request=%s", in->uuid, in->rule,
+             name, in->request_id ? in->request_id : "-");
+    inst_publish(in, "vtpm.create.start", false);
+    inst_step(in);
+}
+
+static void inst_start_teardown(struct inst *in)
+{
+    struct engine *e = in->e;
+
+    in->state = INST_DELETING;
+    in->op = OP_TEARDOWN;
+    in->step = STEP_REMOVE;
+    in->attempt = 0;
+    e->busy++;
+    clock_gettime(CLOCK_MONOTONIC, &in->started);
+    in->retry_until_ms = now_ms() + e->cfg->vtpmmgr.retry_for_ms;
+    log_info("tearing down instance=%s vtpm=%s domain=%s", in->uuid,
+             in->vtpm_uuid[0] ? in->vtpm_uuid : "-", in->domain_name ? in->domain_name : "-");
+    inst_publish(in, "vtpm.delete.start", false);
+    inst_step(in);
+}
+
+static bool holds_something(const struct inst *in)
+{
+    return in->state == INST_READY || in->state == INST_FAILED ||
+           in->state == INST_DELETE_FAILED || in->state == INST_PROVISIONING;
+}
+
+/* Handles queued events until one starts work. */
+static void inst_kick(struct inst *in)
+{
+    struct engine *e = in->e;
+
+    while (in->op == OP_IDLE && in->queue && !e->draining) {
+        struct inst_job *j = in->queue;
+        struct policy_decision pd;
+
+        in->queue = j->next;
+        if (in->queue == NULL)
+            in->queue_tail = &in->queue;
+
+        switch (j->ev.kind) {
+        case NOVA_KIND_CREATE_START:
+            if (in->state == INST_DELETED) {
+                e->m.tombstoned++;
+                log_info("create after delete ignored (tombstone) instance=%s", in->uuid);
+                bus_ack(e->deps.bus, j->d);
+            } else if (in->state != INST_NONE) {
+                e->m.duplicates++;
+                log_debug("create already handled instance=%s state=%s", in->uuid,
+                          inst_state_name(in->state));
+                bus_ack(e->deps.bus, j->d);
+            } else {
+                policy_decide(e->policy, &j->ev, &pd);
+                if (!pd.selected) {
+                    /* Not remembered: the other format's copy may match. */
+                    e->m.denied++;
+                    log_info("not selected instance=%s format=%s rule=%s", in->uuid,
+                             j->ev.format == NOVA_FORMAT_LEGACY ? "legacy" : "versioned",
+                             pd.rule ? pd.rule : "default");
+                    bus_ack(e->deps.bus, j->d);
+                } else {
+                    inst_hold_ack(in, j->d);
+                    inst_start_create(in, &j->ev, &pd);
+                }
+            }
+            break;
+        case NOVA_KIND_CREATE_ERROR:
+        case NOVA_KIND_DELETE_END:
+            if (holds_something(in)) {
+                inst_hold_ack(in, j->d);
+                inst_start_teardown(in);
+            } else {
+                /* Nothing held; remember the end so a late create does
+                 * not resurrect it (in memory only: nothing to undo). */
+                if (in->state == INST_NONE)
+                    in->state = INST_DELETED;
+                in->updated = time(NULL);
+                bus_ack(e->deps.bus, j->d);
+            }
+            break;
+        default:
+            bus_ack(e->deps.bus, j->d);
+            break;
+        }
+        nova_event_clear(&j->ev);
+        free(j);
+    }
+    engine_waiters_check(e);
+    inst_maybe_drop(in);
+}
+
+void engine_deliver(struct bus_delivery *d, const void *body, size_t len,
+                    const char *content_type, bool redelivered, void *arg)
+{
+    struct engine *e = arg;
+    struct inst_job *j = xcalloc(1, sizeof(*j));
+    const char *reason = NULL;
+    struct inst *in;
+
+    switch (novamsg_decode(body, len, content_type, e->cfg->host,
+                           e->cfg->notifications.max_message_size, &j->ev, &reason)) {
+    case NOVAMSG_IRRELEVANT:
+        e->m.irrelevant++;
+        bus_ack(e->deps.bus, d);
+        free(j);
+        return;
+    case NOVAMSG_MALFORMED:
+        e->m.malformed++;
+        log_warn("malformed notification rejected reason=%s size=%zu", reason ? reason : "?", len);
+        bus_reject(e->deps.bus, d);
+        nova_event_clear(&j->ev);
+        free(j);
+        return;
+    case NOVAMSG_RELEVANT:
+        break;
+    }
+    e->m.relevant++;
+    log_debug("notification event=%s instance=%s format=%s redelivered=%d",
+              j->ev.event_type ? j->ev.event_type : "?", j->ev.instance_uuid,
+              j->ev.format == NOVA_FORMAT_LEGACY ? "legacy" : "versioned", (int)redelivered);
+    j->d = d;
+    in = inst_get(e, j->ev.instance_uuid, true);
+    *in->queue_tail = j;
+    in->queue_tail = &j->next;
+    inst_kick(in);
+}
+
+/* ---- lifecycle --------------------------------------------------- */
+
+static enum inst_state state_from_journal(enum journal_state s)
+{
+    switch (s) {
+    case JOURNAL_READY:
+        return INST_READY;
+    case JOURNAL_FAILED:
+        return INST_FAILED;
+    case JOURNAL_DELETE_FAILED:
+        return INST_DELETE_FAILED;
+    case JOURNAL_DELETED:
+        return INST_DELETED;
+    default:
+        /* Interrupted work: provisioning again on redelivery would be
+         * right, but the delivery may be gone; teardown is what is safe
+         * to finish, reconciliation decides the rest. */
+        return INST_DELETE_FAILED;
+    }
+}
+
+static void prune_cb(evutil_socket_t fd, short what, void *arg);
+
+int engine_new(struct event_base *base, const struct engine_deps *deps,
+               const struct config *cfg, const struct policy *policy,
+               struct engine **out)
+{
+    struct engine *e = xcalloc(1, sizeof(*e));
+    const struct journal_record *recs;
+    size_t n;
+    struct timeval minute = {60, 0};
+
+    e->base = base;
+    e->deps = *deps;
+    e->cfg = cfg;
+    e->policy = policy;
+    e->insts = hmap_new();
+    journal_loaded(deps->journal, &recs, &n);
+    for (size_t i = 0; i < n; i++) {
+        struct inst *in = inst_get(e, recs[i].instance_uuid, true);
+
+        in->state = state_from_journal(recs[i].state);
+        memcpy(in->vtpm_uuid, recs[i].vtpm_uuid, 37);
+        set_str(&in->domain_name, recs[i].domain_name);
+        set_str(&in->image_path, recs[i].image_path);
+        set_str(&in->rule, recs[i].rule);
+        set_str(&in->instance_name, recs[i].instance_name);
+        set_str(&in->request_id, recs[i].request_id);
+        set_str(&in->error, recs[i].error);
+        in->image_size = recs[i].image_size;
+        in->updated = recs[i].updated;
+    }
+    log_info("journal loaded instances=%zu", n);
+    e->prune_timer = event_new(base, -1, EV_PERSIST, prune_cb, e);
+    event_add(e->prune_timer, &minute);
+    *out = e;
+    return 0;
+}
+
+struct prune_ctx {
+    time_t now;
+    char **drop;
+    size_t n;
+};
+
+static void prune_find(const char *key, void *value, void *arg)
+{
+    struct prune_ctx *c = arg;
+    struct inst *in = value;
+
+    if (in->state == INST_DELETED && in->op == OP_IDLE && in->queue == NULL &&
+        in->updated + TOMBSTONE_TTL < c->now) {
+        c->drop = xreallocarray(c->drop, c->n + 1, sizeof(char *));
+        c->drop[c->n++] = xstrdup(key);
+    }
+}
+
+static void prune_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct engine *e = arg;
+    struct prune_ctx c = {.now = time(NULL)};
+
+    hmap_foreach(e->insts, prune_find, &c);
+    for (size_t i = 0; i < c.n; i++) {
+        inst_free(hmap_del(e->insts, c.drop[i]));
+        free(c.drop[i]);
+    }
+    free(c.drop);
+}
+
+void engine_reconfigure(struct engine *e, const struct config *cfg,
+                        const struct policy *policy)
+{
+    e->cfg = cfg;
+    e->policy = policy;
+}
+
+size_t engine_busy(const struct engine *e)
+{
+    return e->busy;
+}
+
+void engine_libvirt_state(struct engine *e, bool up)
+{
+    e->libvirt_up = up;
+}
+
+void engine_domain_event(struct engine *e, const char *domain_name, int event, int detail)
+{
+    log_debug("domain event domain=%s event=%d detail=%d", domain_name, event, detail);
+}
+
+void engine_drain(struct engine *e)
+{
+    e->draining = true;
+}
+
+static void release_held(const char *key, void *value, void *arg)
+{
+    struct inst *in = value;
+    struct engine *e = arg;
+    struct inst_job *j;
+
+    /* The bus has closed its connection: these acks are dropped and the
+     * broker redelivers the messages to the next vtpmd. */
+    for (j = in->queue; j; j = j->next) {
+        bus_ack(e->deps.bus, j->d);
+        j->d = NULL;
+    }
+    for (size_t i = 0; i < in->nacks; i++)
+        bus_ack(e->deps.bus, in->acks[i]);
+    in->nacks = 0;
+}
+
+void engine_shutdown(struct engine *e)
+{
+    e->stopping = true;
+    e->draining = true;
+    hmap_foreach(e->insts, release_held, e);
+}
+
+void engine_free(struct engine *e)
+{
+    if (e == NULL)
+        return;
+    while (e->waiters) {
+        struct engine_waiter *w = e->waiters;
+        control_reply_error(w->req, 503, "vtpmd is stopping");
+        e->waiters = w->next;
+        event_free(w->timeout);
+        free(w);
+    }
+    if (e->waiter_tick)
+        event_free(e->waiter_tick);
+    if (e->prune_timer)
+        event_free(e->prune_timer);
+    while (e->publishing)
+        publish_free(e->publishing);
+    hmap_free(e->insts, inst_free);
+    free(e);
+}

@@ -1,0 +1,101 @@
+# Runs the real vtpmd for a test, with its peers: a private RabbitMQ
+# (tests/lib/broker.sh), an oslo.messaging listener for status
+# notifications and Nova's own code emitting notifications.
+# Source after common.sh and broker.sh, and after broker_start.
+#
+#   vtpmd_config FILE [extra YAML lines...]   writes a config for host cmp1
+#   vtpmd_start FILE                          starts it ($VTPMD_PID, log $T/vtpmd.log)
+#   vtpmd_stop                                SIGTERM, waits, checks exit 0
+#   listener_start                            status listener -> $T/status.jsonl
+#   nova EVENT:UUID[:k=v,...] ...             emits through python3-nova
+#   ctl ARGS...                               vtpmctl against the daemon's socket
+#   wait_status EVENT UUID [N] [SECS]         waits for N status events
+#   queue_idle [SECS]                         vtpmd's queue: 0 ready, 0 unacked
+
+VTPMCTL="$top_builddir/vtpmctl"
+TOOLS="$top_srcdir/tests/tools"
+VTPMD_HOST=cmp1
+
+vtpmd_config() {
+    _f=$1
+    shift
+    cat > "$_f" <<YAML
+host: $VTPMD_HOST
+state_dir: $T/state
+log: {level: debug}
+amqp: {urls: ['$BROKER_URL'], heartbeat: 10s}
+image: {dir: $T/images}
+libvirt: {uri: 'test:///default'}
+control: {socket: $T/control.sock}
+YAML
+    for _l in "$@"; do printf '%s\n' "$_l" >> "$_f"; done
+    grep -q '^vtpmmgr:' "$_f" || echo 'vtpmmgr: {provider: local}' >> "$_f"
+}
+
+vtpmd_start() {
+    : > "$T/vtpmd.log.mark"
+    ${VALGRIND:-} "$VTPMD" -c "$1" >> "$T/vtpmd.log" 2>&1 &
+    VTPMD_PID=$!
+    add_cleanup vtpmd_kill
+    _n=$(count_matches "$T/vtpmd.log" 'bus ready')
+    wait_count "$T/vtpmd.log" 'bus ready' $((_n + 1)) 60 || fail "vtpmd did not get ready"
+}
+
+vtpmd_kill() { [ -n "${VTPMD_PID:-}" ] && kill -9 "$VTPMD_PID" 2>/dev/null; return 0; }
+
+vtpmd_stop() {
+    kill -TERM "$VTPMD_PID"
+    wait "$VTPMD_PID"
+    _rc=$?
+    VTPMD_PID=
+    [ $_rc -eq 0 ] || fail "vtpmd exit status $_rc after SIGTERM"
+}
+
+listener_start() {
+    "$PYTHON" "$TOOLS/status_listener.py" --url "$BROKER_URL" --out "$T/status.jsonl" \
+        > "$T/listener.log" 2>&1 &
+    LISTENER_PID=$!
+    add_cleanup listener_stop
+    _i=0
+    while [ ! -f "$T/status.jsonl.ready" ] && [ $_i -lt 300 ]; do sleep 0.1; _i=$((_i + 1)); done
+    [ -f "$T/status.jsonl.ready" ] || fail "status listener did not start"
+    touch "$T/status.jsonl"
+}
+
+listener_stop() { [ -n "${LISTENER_PID:-}" ] && kill "$LISTENER_PID" 2>/dev/null; return 0; }
+
+nova() {
+    "$PYTHON" "$TOOLS/nova_emit.py" --url "$BROKER_URL" --host "$VTPMD_HOST" ${NOVA_FORMAT:+--format "$NOVA_FORMAT"} "$@" \
+        >> "$T/nova.log" 2>&1 || fail "nova_emit failed: $(tail -n 5 "$T/nova.log")"
+}
+
+ctl() { "$VTPMCTL" -s "$T/control.sock" "$@"; }
+
+wait_status() {
+    wait_count "$T/status.jsonl" "\"event_type\": \"$1\".*\"instance_uuid\": \"$2\"" "${3:-1}" "${4:-30}"
+}
+
+status_count() {
+    count_matches "$T/status.jsonl" "\"event_type\": \"$1\".*\"instance_uuid\": \"$2\""
+}
+
+# vtpmd's queue holds nothing: every notification was acked.
+queue_idle() {
+    _i=0
+    while [ $_i -lt $((${1:-20} * 10)) ]; do
+        _q=$(broker_ctl list_queues -q name messages_ready messages_unacknowledged 2>/dev/null |
+             awk -v q="vtpmd.$VTPMD_HOST" '$1 == q { print $2 + $3 }')
+        [ "$_q" = 0 ] && return 0
+        sleep 0.1
+        _i=$((_i + 1))
+    done
+    echo "vtpmd.$VTPMD_HOST still holds messages: $(broker_ctl list_queues -q name messages_ready messages_unacknowledged)" >&2
+    return 1
+}
+
+new_uuid() { "$PYTHON" -c 'import uuid; print(uuid.uuid4())'; }
+
+# JSON field of vtpmctl show: json_field UUID FIELD
+json_field() {
+    ctl --json show "$1" | "$PYTHON" -c "import json,sys; v=json.load(sys.stdin).get('$2'); print('' if v is None else v)"
+}
