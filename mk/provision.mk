@@ -43,3 +43,36 @@ EXTRA_DIST += tests/integration/vtpmmgr-http.sh
 TESTS += tests/integration/vtpmmgr-faults.sh tests/integration/vtpmmgr-tls.sh
 EXTRA_DIST += tests/integration/vtpmmgr-faults.sh tests/integration/vtpmmgr-tls.sh
 # --- end provision: uuidutil, image, vtpmmgr ------------------------------
+
+# --- provision: domxml, virt (libvirt worker) ------------------------------
+libvtpmd_a_SOURCES += src/domxml.c include/domxml.h \
+	src/virt.c include/virt.h include/virt_priv.h
+
+check_PROGRAMS += tests/unit/test_domxml
+tests_unit_test_domxml_SOURCES = tests/unit/test_domxml.c
+tests_unit_test_domxml_CFLAGS = $(UNIT_CFLAGS) \
+	-DLIBVIRT_SCHEMA_DIR='"$(LIBVIRT_DATAROOTDIR)/libvirt/schemas"'
+tests_unit_test_domxml_LDADD = $(UNIT_LIBS)
+TESTS += tests/unit/test_domxml
+
+check_PROGRAMS += tests/unit/test_virt
+tests_unit_test_virt_SOURCES = tests/unit/test_virt.c
+tests_unit_test_virt_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_virt_LDADD = $(UNIT_LIBS)
+TESTS += tests/unit/test_virt tests/integration/virt-valgrind.sh
+EXTRA_DIST += tests/integration/virt-valgrind.sh
+
+# virt against a private libvirtd that is killed and restarted.
+check_PROGRAMS += tests/tools/virt-probe
+tests_tools_virt_probe_SOURCES = tests/tools/virt-probe.c
+tests_tools_virt_probe_CFLAGS = $(libvtpmd_a_CFLAGS)
+tests_tools_virt_probe_LDADD = $(VTPMD_LIBS)
+TESTS += tests/integration/virt-reconnect.sh
+EXTRA_DIST += tests/integration/virt-reconnect.sh
+
+# Figures for define+start and destroy+undefine on test:///default.
+noinst_PROGRAMS += bench/virt_bench
+bench_virt_bench_SOURCES = bench/virt_bench.c
+bench_virt_bench_CFLAGS = $(libvtpmd_a_CFLAGS)
+bench_virt_bench_LDADD = $(VTPMD_LIBS)
+# --- end provision: domxml, virt -------------------------------------------
