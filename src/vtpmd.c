@@ -14,6 +14,7 @@
 #include "journal.h"
 #include "log.h"
 #include "policy.h"
+#include "sdnotify.h"
 #include "virt.h"
 #include "vtpmd.h"
 #include "vtpmmgr.h"
@@ -36,6 +37,12 @@ struct vtpmd {
     unsigned drain_ticks;
     bool stopping;
 
+    /* systemd (sd_notify): READY=1 once, when vtpmd_maybe_ready says so. */
+    struct sdnotify *notify;
+    struct event *watchdog;
+    bool bus_ready;
+    bool ready_sent;
+
     struct journal *journal;
     struct vtpmmgr *vtpmmgr;
     struct virt *virt;
@@ -55,9 +62,41 @@ static void vtpmd_deliver(struct bus_delivery *bd, const void *body, size_t len,
     engine_deliver(bd, body, len, content_type, redelivered, d->engine);
 }
 
+/* Tells systemd READY=1 the first time everything vtpmd must have before
+ * it can answer for guests is there: the bus consuming. (Start-up
+ * reconciliation, when it exists, adds its condition here.) Later calls
+ * only update STATUS=. */
+static void vtpmd_maybe_ready(struct vtpmd *d)
+{
+    int ret;
+
+    if (d->stopping || !d->bus_ready)
+        return;
+    ret = sdnotify_sendf(d->notify, "%sSTATUS=consuming notifications host=%s",
+                         d->ready_sent ? "" : "READY=1\n", d->cfg->host);
+    if (ret < 0)
+        log_warn("cannot notify systemd: %s", strerror(-ret));
+    d->ready_sent = true;
+}
+
 static void vtpmd_bus_state(bool ready, void *arg)
 {
+    struct vtpmd *d = arg;
+
     log_info("bus %s", ready ? "ready" : "not ready");
+    d->bus_ready = ready;
+    if (ready)
+        vtpmd_maybe_ready(d);
+    else if (!d->stopping)
+        sdnotify_send(d->notify, "STATUS=broker not reachable, reconnecting");
+}
+
+static void vtpmd_watchdog_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct vtpmd *d = arg;
+
+    /* The loop turning is what the watchdog checks. */
+    sdnotify_send(d->notify, "WATCHDOG=1");
 }
 
 static void vtpmd_libvirt_connection(bool up, void *arg)
@@ -155,6 +194,7 @@ void vtpmd_stop(struct vtpmd *d)
         return;
     d->stopping = true;
     log_info("stopping busy=%zu", d->engine ? engine_busy(d->engine) : 0);
+    sdnotify_send(d->notify, "STOPPING=1\nSTATUS=stopping, draining work under way");
     if (d->engine == NULL) {
         event_base_loopexit(d->base, NULL);
         return;
@@ -261,6 +301,15 @@ int vtpmd_new(const struct cmdline *cl, struct config *cfg, struct vtpmd **out)
         return -EIO;
     }
     vtpmd_apply_logging(d);
+    if (sdnotify_new(&d->notify) < 0)
+        log_warn("ignoring a malformed NOTIFY_SOCKET (want /path or @name)");
+    if (sdnotify_watchdog_usec(d->notify) > 0) {
+        uint64_t half = sdnotify_watchdog_usec(d->notify) / 2;
+        struct timeval tv = {(time_t)(half / 1000000), (suseconds_t)(half % 1000000)};
+
+        d->watchdog = event_new(d->base, -1, EV_PERSIST, vtpmd_watchdog_cb, d);
+        event_add(d->watchdog, &tv);
+    }
     if (vtpmd_modules_new(d) < 0) {
         vtpmd_free(d);
         return -EINVAL;
@@ -294,6 +343,9 @@ void vtpmd_free(struct vtpmd *d)
         event_free(d->ev_hup);
     if (d->drain_timer)
         event_free(d->drain_timer);
+    if (d->watchdog)
+        event_free(d->watchdog);
+    sdnotify_free(d->notify);
     control_free(d->control);
     /* The bus has closed its connection (vtpmd_stop): the engine's held
      * deliveries are released unacked, then unconfirmed publishes are

@@ -1,0 +1,25 @@
+# Operations: systemd notification, the systemd unit, vtpmctl's bus
+# follower, man pages, status docs and examples, OpenStack integration.
+libvtpmd_a_SOURCES += src/sdnotify.c include/sdnotify.h
+
+check_PROGRAMS += tests/unit/test_sdnotify
+tests_unit_test_sdnotify_SOURCES = tests/unit/test_sdnotify.c
+tests_unit_test_sdnotify_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_sdnotify_LDADD = $(UNIT_LIBS)
+TESTS += tests/unit/test_sdnotify
+
+# systemd unit: into systemdsystemunitdir (configure-time variable
+# overridable on the make command line), relative to $(prefix) by default
+# so that make distcheck's staging prefix holds it.
+systemdsystemunitdir = $(prefix)/lib/systemd/system
+systemdsystemunit_DATA = contrib/systemd/vtpmd.service
+contrib/systemd/vtpmd.service: contrib/systemd/vtpmd.service.in Makefile
+	$(AM_V_GEN)$(MKDIR_P) contrib/systemd && \
+	sed -e 's|@sbindir[@]|$(sbindir)|g' -e 's|@sysconfdir[@]|$(sysconfdir)|g' \
+	    -e 's|@localstatedir[@]|$(localstatedir)|g' -e 's|@runstatedir[@]|$(runstatedir)|g' \
+	    $(srcdir)/contrib/systemd/vtpmd.service.in > $@.tmp && mv $@.tmp $@
+CLEANFILES += contrib/systemd/vtpmd.service
+EXTRA_DIST += contrib/systemd/vtpmd.service.in
+
+TESTS += tests/integration/ops-notify.sh
+EXTRA_DIST += tests/integration/ops-notify.sh tests/tools/notify_reader.py
