@@ -30,3 +30,40 @@ vtpm_proxyd_SOURCES = src/proxyd/main.c
 vtpm_proxyd_CPPFLAGS = $(AM_CPPFLAGS) $(PROXYD_DEFS)
 vtpm_proxyd_CFLAGS = $(PROXYD_CFLAGS)
 vtpm_proxyd_LDADD = $(PROXYD_LIBS)
+
+# Unit tests (cmocka), the vtpmmgr fake and the integration tests.
+PROXYD_UNIT_CFLAGS = $(PROXYD_CFLAGS) $(CMOCKA_CFLAGS)
+PROXYD_UNIT_LIBS = $(PROXYD_LIBS) $(CMOCKA_LIBS)
+PROXYD_UNIT = tests/proxyd/test_mgrproto tests/proxyd/test_mgrdev \
+	tests/proxyd/test_jobq tests/proxyd/test_store tests/proxyd/test_pconfig
+check_PROGRAMS += $(PROXYD_UNIT)
+tests_proxyd_test_mgrproto_SOURCES = tests/proxyd/test_mgrproto.c
+tests_proxyd_test_mgrproto_CFLAGS = $(PROXYD_UNIT_CFLAGS)
+tests_proxyd_test_mgrproto_LDADD = $(PROXYD_UNIT_LIBS)
+tests_proxyd_test_mgrdev_SOURCES = tests/proxyd/test_mgrdev.c
+tests_proxyd_test_mgrdev_CFLAGS = $(PROXYD_UNIT_CFLAGS)
+tests_proxyd_test_mgrdev_LDADD = $(PROXYD_UNIT_LIBS) -lutil
+tests_proxyd_test_jobq_SOURCES = tests/proxyd/test_jobq.c
+tests_proxyd_test_jobq_CFLAGS = $(PROXYD_UNIT_CFLAGS)
+tests_proxyd_test_jobq_LDADD = $(PROXYD_UNIT_LIBS)
+tests_proxyd_test_store_SOURCES = tests/proxyd/test_store.c
+tests_proxyd_test_store_CFLAGS = $(PROXYD_UNIT_CFLAGS)
+tests_proxyd_test_store_LDADD = $(PROXYD_UNIT_LIBS)
+tests_proxyd_test_pconfig_SOURCES = tests/proxyd/test_pconfig.c
+tests_proxyd_test_pconfig_CFLAGS = $(PROXYD_UNIT_CFLAGS)
+tests_proxyd_test_pconfig_LDADD = $(PROXYD_UNIT_LIBS)
+TESTS += $(PROXYD_UNIT)
+
+PROXYD_IT = tests/proxyd/cli.sh tests/proxyd/api.sh tests/proxyd/faults.sh
+TESTS += $(PROXYD_IT)
+EXTRA_DIST += $(PROXYD_IT) tests/proxyd/lib.sh tests/proxyd/fake_vtpmmgr.py
+
+# The man page, the example configuration (installed as an example, never
+# over a live one) and the systemd unit.
+dist_man_MANS += docs/vtpm-proxyd.8
+EXTRA_DIST += conf/vtpm-proxyd.yaml
+proxydconfdir = $(sysconfdir)/vtpm-proxyd
+proxydconf_DATA = conf/vtpm-proxyd.yaml.example
+conf/vtpm-proxyd.yaml.example: conf/vtpm-proxyd.yaml
+	$(AM_V_GEN)$(MKDIR_P) conf && cp $(srcdir)/conf/vtpm-proxyd.yaml $@
+CLEANFILES += conf/vtpm-proxyd.yaml.example

@@ -493,6 +493,7 @@ static void dispatch(struct evhttp_request *req, void *arg)
         else
             not_allowed(rq, "GET, POST");
     } else if (strncmp(path, prefix, sizeof(prefix) - 1) == 0 &&
+               path[sizeof(prefix) - 1] != '\0' &&
                strchr(path + sizeof(prefix) - 1, '/') == NULL) {
         if (m == EVHTTP_REQ_GET || m == EVHTTP_REQ_DELETE)
             handle_one(rq, path + sizeof(prefix) - 1, m);
