@@ -76,11 +76,9 @@ int novamsg_envelope_scan(const char *body, size_t len,
 
 /* Decodes the contents of a JSON string that novamsg_envelope_scan()
  * accepted into out (at least len + 1 bytes), NUL-terminated. 0, or
- * -EINVAL for what jansson refuses there: \u0000, unpaired surrogates. */
+ * -EINVAL for what jansson refuses there (\u0000, unpaired surrogates),
+ * which the scanner has already sent to jansson. */
 int novamsg_json_unescape(const char *s, size_t len, char *out,
                           size_t *out_len);
-
-/* True when JSON text s nests objects and arrays deeper than max. */
-bool novamsg_too_deep(const char *s, size_t len, int max);
 
 #endif

@@ -354,6 +354,30 @@ static enum novamsg_class classify(const json_t *msg, const char *this_host,
     return c;
 }
 
+/* True when j nests objects and arrays more than max levels deep. The
+ * recursion is bounded by jansson's own parsing limit. */
+static bool too_deep(const json_t *j, int max)
+{
+    const json_t *v;
+    const char *k;
+    size_t i;
+
+    if (!json_is_object(j) && !json_is_array(j))
+        return false;
+    if (max <= 0)
+        return true;
+    if (json_is_array(j)) {
+        json_array_foreach(j, i, v)
+            if (too_deep(v, max - 1))
+                return true;
+        return false;
+    }
+    json_object_foreach((json_t *)j, k, v)
+        if (too_deep(v, max - 1))
+            return true;
+    return false;
+}
+
 static bool version_ok(const char *v, size_t len)
 {
     char buf[16];
@@ -398,10 +422,8 @@ enum novamsg_class novamsg_decode_full(const void *body, size_t len,
             return NOVAMSG_MALFORMED;
         }
     } else {
-        if (novamsg_too_deep(s, len, NOVAMSG_MAX_DEPTH)) {
-            *reason = "JSON nested too deep";
-            return NOVAMSG_MALFORMED;
-        }
+        /* jansson itself stops at 2048 levels; shallower limits are
+         * checked on the tree. */
         root = json_loadb(s, len, JSON_REJECT_DUPLICATES, &err);
         if (!root) {
             *reason = why(ev, "not JSON: %s (offset %d)", err.text,
@@ -410,6 +432,10 @@ enum novamsg_class novamsg_decode_full(const void *body, size_t len,
         }
         if (!json_is_object(root)) {
             *reason = "not a JSON object";
+            return NOVAMSG_MALFORMED;
+        }
+        if (too_deep(root, NOVAMSG_MAX_DEPTH)) {
+            *reason = "JSON nested too deep";
             return NOVAMSG_MALFORMED;
         }
         m = json_object_get(root, "oslo.message");
@@ -429,14 +455,14 @@ enum novamsg_class novamsg_decode_full(const void *body, size_t len,
         }
     }
     if (inner) {
-        if (novamsg_too_deep(inner, inner_len, NOVAMSG_MAX_DEPTH)) {
-            *reason = "JSON nested too deep";
-            return NOVAMSG_MALFORMED;
-        }
         inner_root = json_loadb(inner, inner_len, JSON_REJECT_DUPLICATES, &err);
         if (!inner_root) {
             *reason = why(ev, "oslo.message is not JSON: %s (offset %d)",
                           err.text, err.position);
+            return NOVAMSG_MALFORMED;
+        }
+        if (too_deep(inner_root, NOVAMSG_MAX_DEPTH)) {
+            *reason = "JSON nested too deep";
             return NOVAMSG_MALFORMED;
         }
         msg = inner_root;

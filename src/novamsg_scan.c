@@ -74,6 +74,22 @@ static unsigned hex_val(char c)
     return (unsigned)(c - 'A' + 10);
 }
 
+static uint32_t hex4(const char *s)
+{
+    return (hex_val(s[0]) << 12) | (hex_val(s[1]) << 8) |
+           (hex_val(s[2]) << 4) | hex_val(s[3]);
+}
+
+/* A complete "\\uXXXX" at s[p]: true with its value. */
+static bool hex_escape(const char *s, size_t len, size_t p, uint32_t *cp)
+{
+    if (p + 6 > len || s[p] != '\\' || s[p + 1] != 'u' || !is_hex(s[p + 2]) ||
+        !is_hex(s[p + 3]) || !is_hex(s[p + 4]) || !is_hex(s[p + 5]))
+        return false;
+    *cp = hex4(s + p + 2);
+    return true;
+}
+
 /* Length of the valid UTF-8 sequence at s (1-4), or 0: the same rules as
  * jansson (no overlongs, no surrogates, nothing above U+10FFFF). */
 static size_t utf8_valid(const unsigned char *s, size_t avail)
@@ -108,8 +124,23 @@ static size_t utf8_valid(const unsigned char *s, size_t avail)
     return n;
 }
 
-/* Scans the JSON string starting at s[*i] == '"' as jansson would accept
- * it. On success *i is past the closing quote, [*start, *end) the raw
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+/* True when none of the 8 bytes in v is a quote, a backslash, a control
+ * character or non-ASCII (the classic "has zero byte" bit trick). */
+static bool plain8(uint64_t v)
+{
+    uint64_t q = v ^ (ONES * '"'), b = v ^ (ONES * '\\');
+
+    /* A byte below 0x20 borrows into its high bit; bytes from 0x80 have it
+     * already. False alarms (after a borrow) only cost the slow path. */
+    return ((((q - ONES) & ~q) | ((b - ONES) & ~b) | (v - ONES * 0x20) | v) &
+            HIGHS) == 0;
+}
+
+/* Scans the JSON string starting at s[*i] == '"' as jansson (without
+ * JSON_ALLOW_NUL) would accept it. On success *i is past the closing quote, [*start, *end) the raw
  * contents, *escaped whether they hold a backslash. */
 static bool scan_string(const char *s, size_t len, size_t *i, size_t *start,
                         size_t *end, bool *escaped)
@@ -119,7 +150,21 @@ static bool scan_string(const char *s, size_t len, size_t *i, size_t *start,
     *escaped = false;
     *start = p;
     while (p < len) {
-        unsigned char c = (unsigned char)s[p];
+        unsigned char c;
+
+        /* Eight plain ASCII characters at a time: the envelope's one long
+         * string is most of every body. */
+        while (p + 8 <= len) {
+            uint64_t v;
+
+            memcpy(&v, s + p, 8);
+            if (!plain8(v))
+                break;
+            p += 8;
+        }
+        if (p >= len)
+            break;
+        c = (unsigned char)s[p];
 
         if (c == '"') {
             *end = p;
@@ -135,12 +180,21 @@ static bool scan_string(const char *s, size_t len, size_t *i, size_t *start,
             case 'r': case 't':
                 p += 2;
                 break;
-            case 'u':
-                if (p + 6 > len || !is_hex(s[p + 2]) || !is_hex(s[p + 3]) ||
-                    !is_hex(s[p + 4]) || !is_hex(s[p + 5]))
-                    return false;
+            case 'u': {
+                uint32_t cp;
+
+                if (!hex_escape(s, len, p, &cp) || cp == 0 ||
+                    (cp >= 0xDC00 && cp <= 0xDFFF))
+                    return false; /* jansson refuses \u0000 and lone halves */
                 p += 6;
+                if (cp >= 0xD800 && cp <= 0xDBFF) {
+                    if (!hex_escape(s, len, p, &cp) || cp < 0xDC00 ||
+                        cp > 0xDFFF)
+                        return false;
+                    p += 6;
+                }
                 break;
+            }
             default:
                 return false;
             }
@@ -245,12 +299,6 @@ static char *put_utf8(char *o, uint32_t cp)
     return o;
 }
 
-static uint32_t hex4(const char *s)
-{
-    return (hex_val(s[0]) << 12) | (hex_val(s[1]) << 8) |
-           (hex_val(s[2]) << 4) | hex_val(s[3]);
-}
-
 int novamsg_json_unescape(const char *s, size_t len, char *out,
                           size_t *out_len)
 {
@@ -299,29 +347,6 @@ int novamsg_json_unescape(const char *s, size_t len, char *out,
     *o = '\0';
     *out_len = (size_t)(o - out);
     return 0;
-}
-
-bool novamsg_too_deep(const char *s, size_t len, int max)
-{
-    int depth = 0;
-    size_t i = 0;
-
-    while (i < len) {
-        char c = s[i++];
-
-        if (c == '"') {
-            /* Skip the string; an unterminated one ends the scan. */
-            while (i < len && s[i] != '"')
-                i += s[i] == '\\' ? 2 : 1;
-            i++;
-        } else if (c == '{' || c == '[') {
-            if (++depth > max)
-                return true;
-        } else if (c == '}' || c == ']') {
-            depth--;
-        }
-    }
-    return false;
 }
 
 enum nova_kind novamsg_kind_of(const char *et, size_t len,
