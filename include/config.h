@@ -113,6 +113,11 @@ struct config {
     } control;
 
     struct {
+        uint64_t interval_ms; /* 0: only at start-up and libvirt reconnects */
+        int64_t restart_limit;
+    } reconcile;
+
+    struct {
         int dflt; /* enum policy_default */
         struct cfg_list rules; /* struct config_rule */
     } policy;

@@ -60,6 +60,9 @@ void engine_deliver(struct bus_delivery *d, const void *body, size_t len,
 void engine_control(struct control_req *req, enum control_route route,
                     const char *param, void *arg);
 
+/* True once the start-up reconciliation has run. */
+bool engine_reconciled(const struct engine *e);
+
 /* libvirt connection state and domain lifecycle events, from virt. */
 void engine_libvirt_state(struct engine *e, bool up);
 void engine_domain_event(struct engine *e, const char *domain_name, int event,

@@ -13,6 +13,8 @@
 #include "hmap.h"
 #include "journal.h"
 #include "novamsg.h"
+#include "virt.h"
+#include "domxml.h"
 
 enum inst_state {
     INST_NONE = 0,      /* nothing held (not selected yet) */
@@ -29,6 +31,8 @@ enum inst_op {
     OP_CREATE,
     OP_ROLLBACK,
     OP_TEARDOWN,
+    OP_REPAIR,   /* reconciliation or a lifecycle event restarts the domain */
+    OP_CLEANUP,  /* removing leftovers of a failed or deleted instance */
 };
 
 enum inst_step {
@@ -76,6 +80,8 @@ struct inst {
     unsigned attempt;
     struct event *timer;   /* retry backoff */
     struct event *jtimer;  /* journal write retry */
+    time_t restart_window; /* start of the current 10-minute window */
+    int restarts;          /* restarts in that window */
 };
 
 struct publish_ctx;
@@ -115,9 +121,48 @@ struct engine {
     struct event *waiter_tick;
     struct event *prune_timer;
     struct engine_metrics m;
+    /* reconciliation */
+    bool reconciling, reconcile_again, reconciled;
+    struct event *reconcile_timer;
+    size_t orphan_domains, orphan_images;
+    uint64_t reconciles, repairs, cleanups;
 };
 
 extern const double engine_lat_bounds[12];
+
+/* Work for the libvirt worker: what it needs, copied from the instance
+ * and the configuration (both may change meanwhile). */
+struct build_job {
+    struct inst *in;
+    char uuid[37];
+    char vtpm_uuid[37];
+    char *image_dir;
+    uint64_t image_size;
+    struct domxml_params p;
+    char *name;
+    char *kernel;
+    char *instance_name;
+    char *rule;
+    char *host;
+    char *vtpmmgr_domain;
+    char *image_path; /* result */
+    bool remove;
+    bool repair; /* re-define/start only: never recreate a lost image */
+};
+
+struct build_job *engine_job_new(struct inst *in);
+void build_job_free(struct build_job *j);
+int build_work(virConnectPtr conn, void *arg, char **err);
+int remove_work(virConnectPtr conn, void *arg, char **err);
+
+void inst_kick(struct inst *in);
+void inst_publish(struct inst *in, const char *event_type, bool commit);
+void inst_commit_start(struct inst *in, const char *event_type);
+void inst_start_teardown(struct inst *in);
+
+/* src/engine_reconcile.c */
+void engine_reconcile(struct engine *e, const char *why);
+void engine_reconcile_free(struct engine *e);
 
 const char *inst_state_name(enum inst_state s);
 json_t *inst_to_json(const struct inst *in);

@@ -39,6 +39,8 @@ struct journal_record {
     char *request_id;
     char *error;
     uint64_t image_size;
+    uint64_t memory;      /* stub domain memory, bytes */
+    char *kernel;         /* stub domain kernel */
     time_t updated;
 };
 

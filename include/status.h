@@ -35,6 +35,10 @@ struct status_payload {
 #define STATUS_DELETE_START "vtpm.delete.start"
 #define STATUS_DELETE_END "vtpm.delete.end"
 #define STATUS_DELETE_ERROR "vtpm.delete.error"
+/* A stub domain of a live instance was found stopped, crashed or missing
+ * and was started again (or could not be). */
+#define STATUS_DOMAIN_RESTARTED "vtpm.domain.restarted"
+#define STATUS_DOMAIN_ERROR "vtpm.domain.error"
 
 /* Builds one notification: body (NUL-terminated JSON, *len bytes) and
  * its routing key "<status.topic>.info" or ".error" (priority ERROR for

@@ -51,7 +51,8 @@ bin_PROGRAMS += vtpmctl
 vtpmctl_SOURCES = src/vtpmctl.c
 vtpmctl_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 vtpmctl_LDADD = libvtpmcommon.a $(JANSSON_LIBS)
-libvtpmd_a_SOURCES += src/engine.c src/engine_ctl.c include/engine.h include/engine_priv.h
+libvtpmd_a_SOURCES += src/engine.c src/engine_ctl.c src/engine_reconcile.c \
+	include/engine.h include/engine_priv.h
 
 TESTS += tests/integration/engine-e2e.sh
 EXTRA_DIST += tests/integration/engine-e2e.sh tests/lib/vtpmd.sh \

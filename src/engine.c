@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <event2/event.h>
@@ -38,7 +39,6 @@
 const double engine_lat_bounds[12] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025,
                                       0.05,   0.1,   0.25,  0.5,   1.0,  5.0};
 
-static void inst_kick(struct inst *in);
 static void inst_step(struct inst *in);
 static void inst_commit(struct inst *in);
 
@@ -234,7 +234,7 @@ static const char *keep(struct publish_ctx *p, size_t i, const char *s)
 
 /* Publishes a status notification about in; with commit, it counts
  * toward the instance's commit (the ack waits for its confirm). */
-static void inst_publish(struct inst *in, const char *event_type, bool commit)
+void inst_publish(struct inst *in, const char *event_type, bool commit)
 {
     struct publish_ctx *p = xcalloc(1, sizeof(*p));
     struct timespec now;
@@ -304,6 +304,8 @@ static void inst_fill_record(struct inst *in, struct journal_record *r)
     r->request_id = in->request_id;
     r->error = in->error;
     r->image_size = in->image_size;
+    r->memory = in->memory;
+    r->kernel = in->kernel;
 }
 
 static void inst_journal_write(struct inst *in)
@@ -357,7 +359,7 @@ static void latency_observe(struct engine *e, const struct timespec *start)
 
 /* Starts the commit (state already set), or finishes it when both the
  * journal write and the status confirm are in. */
-static void inst_commit_start(struct inst *in, const char *event_type)
+void inst_commit_start(struct inst *in, const char *event_type)
 {
     in->step = STEP_COMMIT;
     in->outstanding = 1; /* a guard until both are issued */
@@ -460,24 +462,8 @@ static void acquire_done(enum vtpmmgr_status st, const char *vtpm_uuid,
     inst_step(in);
 }
 
-struct build_job {
-    struct inst *in;
-    char uuid[37];
-    char vtpm_uuid[37];
-    char *image_dir;
-    uint64_t image_size;
-    struct domxml_params p;
-    char *name;
-    char *kernel;
-    char *instance_name;
-    char *rule;
-    char *host;
-    char *vtpmmgr_domain;
-    char *image_path; /* result */
-    bool remove;
-};
 
-static void build_job_free(struct build_job *j)
+void build_job_free(struct build_job *j)
 {
     free(j->image_dir);
     free(j->name);
@@ -491,7 +477,7 @@ static void build_job_free(struct build_job *j)
 }
 
 /* Runs on the libvirt worker thread. */
-static int build_work(virConnectPtr conn, void *arg, char **err)
+int build_work(virConnectPtr conn, void *arg, char **err)
 {
     struct build_job *j = arg;
     char *xml = NULL;
@@ -500,6 +486,22 @@ static int build_work(virConnectPtr conn, void *arg, char **err)
     if (conn == NULL) {
         xasprintf(err, "libvirt is not connected");
         return -ENOTCONN;
+    }
+    if (j->repair) {
+        /* The image holds the vTPM's state: recreating it would silently
+         * clear the vTPM. A lost image is reported, never replaced. */
+        struct stat st;
+        char *path = NULL;
+
+        ret = image_path(j->image_dir, j->uuid, &path);
+        if (ret == 0 && stat(path, &st) < 0) {
+            xasprintf(err, "backing image %s is missing; not recreating it (that would "
+                      "clear the vTPM)", path);
+            ret = -ENOENT;
+        }
+        free(path);
+        if (ret < 0)
+            return ret;
     }
     ret = image_create(j->image_dir, j->uuid, j->image_size, &j->image_path, err);
     if (ret < 0)
@@ -516,7 +518,7 @@ static int build_work(virConnectPtr conn, void *arg, char **err)
 }
 
 /* Runs on the libvirt worker thread. */
-static int remove_work(virConnectPtr conn, void *arg, char **err)
+int remove_work(virConnectPtr conn, void *arg, char **err)
 {
     struct build_job *j = arg;
     int ret;
@@ -615,7 +617,7 @@ static void release_done(enum vtpmmgr_status st, const char *vtpm_uuid,
     }
 }
 
-static struct build_job *job_new(struct inst *in)
+struct build_job *engine_job_new(struct inst *in)
 {
     const struct config *cfg = in->e->cfg;
     struct build_job *j = xcalloc(1, sizeof(*j));
@@ -660,7 +662,7 @@ static void inst_step(struct inst *in)
         }
         break;
     case STEP_BUILD:
-        j = job_new(in);
+        j = engine_job_new(in);
         ret = virt_submit(e->deps.virt, build_work, build_done, j);
         if (ret < 0) {
             build_job_free(j);
@@ -669,12 +671,12 @@ static void inst_step(struct inst *in)
         }
         break;
     case STEP_REMOVE:
-        j = job_new(in);
+        j = engine_job_new(in);
         j->remove = true;
         ret = virt_submit(e->deps.virt, remove_work, remove_done, j);
         if (ret < 0) {
             build_job_free(j);
-            remove_done(ret, NULL, job_new(in));
+            remove_done(ret, NULL, engine_job_new(in));
         }
         break;
     case STEP_RELEASE:
@@ -728,7 +730,7 @@ static void inst_start_create(struct inst *in, const struct nova_event *ev,
     inst_step(in);
 }
 
-static void inst_start_teardown(struct inst *in)
+void inst_start_teardown(struct inst *in)
 {
     struct engine *e = in->e;
 
@@ -752,7 +754,7 @@ static bool holds_something(const struct inst *in)
 }
 
 /* Handles queued events until one starts work. */
-static void inst_kick(struct inst *in)
+void inst_kick(struct inst *in)
 {
     struct engine *e = in->e;
 
@@ -900,7 +902,9 @@ int engine_new(struct event_base *base, const struct engine_deps *deps,
         set_str(&in->instance_name, recs[i].instance_name);
         set_str(&in->request_id, recs[i].request_id);
         set_str(&in->error, recs[i].error);
-        in->image_size = recs[i].image_size;
+        in->image_size = recs[i].image_size ? recs[i].image_size : cfg->image.size;
+        in->memory = recs[i].memory ? recs[i].memory : cfg->libvirt.memory;
+        set_str(&in->kernel, recs[i].kernel);
         in->updated = recs[i].updated;
     }
     log_info("journal loaded instances=%zu", n);
@@ -953,16 +957,6 @@ size_t engine_busy(const struct engine *e)
     return e->busy;
 }
 
-void engine_libvirt_state(struct engine *e, bool up)
-{
-    e->libvirt_up = up;
-}
-
-void engine_domain_event(struct engine *e, const char *domain_name, int event, int detail)
-{
-    log_debug("domain event domain=%s event=%d detail=%d", domain_name, event, detail);
-}
-
 void engine_drain(struct engine *e)
 {
     e->draining = true;
@@ -1007,6 +1001,7 @@ void engine_free(struct engine *e)
         event_free(e->waiter_tick);
     if (e->prune_timer)
         event_free(e->prune_timer);
+    engine_reconcile_free(e);
     while (e->publishing)
         publish_free(e->publishing);
     hmap_free(e->insts, inst_free);

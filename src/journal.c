@@ -90,6 +90,7 @@ void journal_record_clear(struct journal_record *r)
     free(r->instance_name);
     free(r->request_id);
     free(r->error);
+    free(r->kernel);
     memset(r, 0, sizeof(*r));
 }
 
@@ -107,6 +108,7 @@ void journal_record_copy(struct journal_record *dst, const struct journal_record
     dst->instance_name = dup_or_null(src->instance_name);
     dst->request_id = dup_or_null(src->request_id);
     dst->error = dup_or_null(src->error);
+    dst->kernel = dup_or_null(src->kernel);
 }
 
 static void record_free(void *p)
@@ -166,8 +168,11 @@ static char *record_encode(const struct journal_record *r, size_t *len)
     json_set_str(o, "instance_name", r->instance_name);
     json_set_str(o, "request_id", r->request_id);
     json_set_str(o, "error", r->error);
+    json_set_str(o, "kernel", r->kernel);
     if (r->image_size)
         json_object_set_new(o, "image_size", json_integer((json_int_t)r->image_size));
+    if (r->memory)
+        json_object_set_new(o, "memory", json_integer((json_int_t)r->memory));
     json_object_set_new(o, "updated", json_integer((json_int_t)r->updated));
     body = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
     json_decref(o);
@@ -242,6 +247,9 @@ static int record_decode(const char *line, size_t len, struct journal_record *r)
     r->error = dup_or_null(jstr(o, "error"));
     if (json_is_integer(json_object_get(o, "image_size")))
         r->image_size = (uint64_t)json_integer_value(json_object_get(o, "image_size"));
+    r->kernel = dup_or_null(jstr(o, "kernel"));
+    if (json_is_integer(json_object_get(o, "memory")))
+        r->memory = (uint64_t)json_integer_value(json_object_get(o, "memory"));
     if (json_is_integer(json_object_get(o, "updated")))
         r->updated = (time_t)json_integer_value(json_object_get(o, "updated"));
     ret = 0;

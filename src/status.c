@@ -20,6 +20,7 @@
 static const char *const status_events[] = {
     STATUS_CREATE_START, STATUS_CREATE_END, STATUS_CREATE_ERROR,
     STATUS_DELETE_START, STATUS_DELETE_END, STATUS_DELETE_ERROR,
+    STATUS_DOMAIN_RESTARTED, STATUS_DOMAIN_ERROR,
 };
 
 static bool status_known_event(const char *event_type)

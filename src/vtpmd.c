@@ -3,6 +3,7 @@
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <string.h>
 
@@ -59,6 +60,8 @@ static void vtpmd_deliver(struct bus_delivery *bd, const void *body, size_t len,
 {
     struct vtpmd *d = arg;
 
+    log_debug("delivery tag=%" PRIu64 " bytes=%zu content_type=%s redelivered=%d",
+              bus_delivery_tag(bd), len, content_type ? content_type : "-", redelivered);
     engine_deliver(bd, body, len, content_type, redelivered, d->engine);
 }
 
