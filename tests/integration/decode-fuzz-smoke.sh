@@ -46,7 +46,7 @@ build() {
     fi
 }
 
-build fuzz_novamsg "$s/policy.c" "$s/config.c" "$s/cfg.c"
+build fuzz_novamsg "$s/policy.c" "$s/cfg.c"
 build fuzz_novamsg_diff
 
 for name in fuzz_novamsg fuzz_novamsg_diff; do
