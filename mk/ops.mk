@@ -21,5 +21,11 @@ contrib/systemd/vtpmd.service: contrib/systemd/vtpmd.service.in Makefile
 CLEANFILES += contrib/systemd/vtpmd.service
 EXTRA_DIST += contrib/systemd/vtpmd.service.in
 
-TESTS += tests/integration/ops-notify.sh
-EXTRA_DIST += tests/integration/ops-notify.sh tests/tools/notify_reader.py
+TESTS += tests/integration/ops-notify.sh tests/integration/ops-hook.sh
+EXTRA_DIST += tests/integration/ops-notify.sh tests/tools/notify_reader.py \
+	tests/integration/ops-hook.sh contrib/openstack/libvirt-hooks/libxl
+
+# vtpmctl watch: librabbitmq-c (blocking API) and vtpmd's own
+# configuration reader (config.o, with cfg from libvtpmcommon.a).
+vtpmctl_CFLAGS += $(RABBITMQ_CFLAGS) $(YAML_CFLAGS)
+vtpmctl_LDADD += libvtpmd.a libvtpmcommon.a $(YAML_LIBS) $(RABBITMQ_LIBS) $(OPENSSL_LIBS)
