@@ -62,7 +62,9 @@ struct vtpmmgr_req {
     unsigned attempts;
     bool holds_slot; /* counted in m->inflight */
 
-    /* The current HTTP attempt. */
+    /* The current attempt: a name lookup, then an HTTP exchange. */
+    struct vtpmmgr_lookup *lookup;
+    struct evdns_getaddrinfo_request *dns_req;
     struct evhttp_connection *conn;
     struct bufferevent *bev; /* owned by conn */
     SSL *ssl;                /* owned by bev */
@@ -74,6 +76,13 @@ struct vtpmmgr_req {
 };
 
 TAILQ_HEAD(vtpmmgr_reqs, vtpmmgr_req);
+
+/* A name lookup's callback argument. It outlives a cancelled lookup (the
+ * resolver calls back later, with EVUTIL_EAI_CANCEL), so it is detached
+ * from its request (req = NULL) rather than freed on cancel. */
+struct vtpmmgr_lookup {
+    struct vtpmmgr_req *req;
+};
 
 struct vtpmmgr {
     struct event_base *base;
@@ -294,6 +303,13 @@ uint64_t vtpmmgr_backoff_ms(unsigned attempt, uint32_t rnd)
 
 static void vtpmmgr_drop_conn(struct vtpmmgr_req *req)
 {
+    if (req->lookup) {
+        req->lookup->req = NULL;
+        if (req->dns_req)
+            evdns_getaddrinfo_cancel(req->dns_req);
+        req->lookup = NULL;
+        req->dns_req = NULL;
+    }
     /* Frees the pending evhttp request too, without calling it back. */
     if (req->conn)
         evhttp_connection_free(req->conn);
@@ -530,15 +546,12 @@ static void vtpmmgr_no_answer(struct vtpmmgr_req *req, int sock_err)
     struct vtpmmgr *m = req->m;
     bool permanent = false;
     char *msg = vtpmmgr_tls_error(req, &permanent);
-    int dns_err = req->bev ? bufferevent_socket_get_dns_error(req->bev) : 0;
 
     if (msg) {
         vtpmmgr_attempt_failed(req, permanent ? VTPMMGR_ERR_PERMANENT : VTPMMGR_ERR_TRANSIENT, msg);
         return;
     }
-    if (dns_err) {
-        xasprintf(&msg, "cannot resolve %s: %s", m->connect_host, evutil_gai_strerror(dns_err));
-    } else if (req->ssl && SSL_get_state(req->ssl) != TLS_ST_BEFORE && !SSL_is_init_finished(req->ssl)) {
+    if (req->ssl && SSL_get_state(req->ssl) != TLS_ST_BEFORE && !SSL_is_init_finished(req->ssl)) {
         xasprintf(&msg, "TLS handshake with %s did not complete (connection closed)", m->display);
     } else if (req->ssl && SSL_is_init_finished(req->ssl) && !m->has_client_cert &&
                !(req->http_error_set && req->http_error == EVREQ_HTTP_TIMEOUT)) {
@@ -606,7 +619,7 @@ static void vtpmmgr_http_done_cb(struct evhttp_request *hreq, void *arg)
 /* The connection of one attempt: fresh each time, so a retry never
  * inherits a half-broken TLS session, and "Connection: close" since the
  * proxy sees few requests (one per instance create/delete). */
-static int vtpmmgr_connect(struct vtpmmgr_req *req, char **error)
+static int vtpmmgr_connect(struct vtpmmgr_req *req, const char *address, char **error)
 {
     struct vtpmmgr *m = req->m;
     struct timeval tv = vtpmmgr_tv(m->timeout_ms);
@@ -633,8 +646,10 @@ static int vtpmmgr_connect(struct vtpmmgr_req *req, char **error)
          * the answer's length is known from its headers anyway. */
         bufferevent_openssl_set_allow_dirty_shutdown(req->bev, 1);
     }
-    req->conn = evhttp_connection_base_bufferevent_new(m->base, m->dns, req->bev,
-                                                       m->connect_host, m->port);
+    /* A numeric address (see vtpmmgr_start_attempt): libevent's own
+     * lookup would be blocking without a resolver, and with one it keeps
+     * the connection alive after it is freed until the lookup ends. */
+    req->conn = evhttp_connection_base_bufferevent_new(m->base, NULL, req->bev, address, m->port);
     if (!req->conn) {
         if (req->bev)
             bufferevent_free(req->bev);
@@ -652,7 +667,8 @@ static int vtpmmgr_connect(struct vtpmmgr_req *req, char **error)
     return 0;
 }
 
-static void vtpmmgr_start_attempt(struct vtpmmgr_req *req)
+/* Sends the request to one numeric address. */
+static void vtpmmgr_send(struct vtpmmgr_req *req, const char *address)
 {
     struct vtpmmgr *m = req->m;
     struct evhttp_request *hreq;
@@ -661,12 +677,7 @@ static void vtpmmgr_start_attempt(struct vtpmmgr_req *req)
     char *target __autofree = NULL;
     char *error = NULL;
 
-    req->attempts++;
-    if (req->attempts > 1)
-        m->stats.retries++;
-    req->http_error_set = false;
-    req->state = REQ_IN_FLIGHT;
-    if (vtpmmgr_connect(req, &error) < 0) {
+    if (vtpmmgr_connect(req, address, &error) < 0) {
         vtpmmgr_attempt_failed(req, VTPMMGR_ERR_TRANSIENT, error);
         return;
     }
@@ -697,14 +708,93 @@ static void vtpmmgr_start_attempt(struct vtpmmgr_req *req)
         evbuffer_add(evhttp_request_get_output_buffer(hreq), req->body, strlen(req->body));
     }
 
-    /* Armed before the request is made: libevent may call back from
-     * inside evhttp_make_request (a refused local connect), which then
-     * re-arms the timer for the next state. */
-    vtpmmgr_arm(req, m->timeout_ms);
+    /* libevent may call back from inside evhttp_make_request (a refused
+     * local connect): the request may be in its next state on return. On
+     * failure libevent may or may not have freed hreq; it is left alone
+     * (at worst a small leak in an out-of-memory situation). */
     if (evhttp_make_request(req->conn, hreq, method, target) < 0 && req->state == REQ_IN_FLIGHT) {
         xasprintf(&error, "cannot send a request to %s", m->display);
         vtpmmgr_attempt_failed(req, VTPMMGR_ERR_TRANSIENT, error);
     }
+}
+
+static void vtpmmgr_resolved_cb(int result, struct evutil_addrinfo *ai, void *arg)
+{
+    struct vtpmmgr_lookup *lk = arg;
+    struct vtpmmgr_req *req = lk->req;
+    char address[INET6_ADDRSTRLEN] = "";
+    struct evutil_addrinfo *a;
+    unsigned n = 0, pick;
+    char *msg;
+
+    free(lk);
+    if (!req) {
+        /* Cancelled: the request has moved on or is gone. */
+        if (ai)
+            evutil_freeaddrinfo(ai);
+        return;
+    }
+    req->lookup = NULL;
+    req->dns_req = NULL;
+    for (a = ai; result == 0 && a; a = a->ai_next)
+        n++;
+    if (result != 0 || n == 0) {
+        if (ai)
+            evutil_freeaddrinfo(ai);
+        xasprintf(&msg, "cannot resolve %s: %s", req->m->connect_host,
+                  result ? evutil_gai_strerror(result) : "no address");
+        vtpmmgr_attempt_failed(req, VTPMMGR_ERR_TRANSIENT, msg);
+        return;
+    }
+    /* Successive attempts walk through the addresses, so that a name
+     * with an unreachable first address (say ::1 for an IPv4-only
+     * proxy) is still reached by the retries. */
+    pick = (req->attempts - 1) % n;
+    for (a = ai; pick > 0; pick--)
+        a = a->ai_next;
+    if (a->ai_family == AF_INET6)
+        evutil_inet_ntop(AF_INET6, &((struct sockaddr_in6 *)a->ai_addr)->sin6_addr, address,
+                         sizeof(address));
+    else
+        evutil_inet_ntop(AF_INET, &((struct sockaddr_in *)a->ai_addr)->sin_addr, address,
+                         sizeof(address));
+    evutil_freeaddrinfo(ai);
+    vtpmmgr_send(req, address);
+}
+
+/* One attempt: resolve the proxy's name (without blocking: libevent's
+ * resolver reads /etc/resolv.conf and /etc/hosts), then send. An IP
+ * address in the URL needs no lookup. The attempt timer covers both. */
+static void vtpmmgr_start_attempt(struct vtpmmgr_req *req)
+{
+    struct vtpmmgr *m = req->m;
+    struct evutil_addrinfo hints;
+    struct evdns_getaddrinfo_request *dr;
+    char port[8];
+
+    req->attempts++;
+    if (req->attempts > 1)
+        m->stats.retries++;
+    req->http_error_set = false;
+    req->state = REQ_IN_FLIGHT;
+    vtpmmgr_arm(req, m->timeout_ms);
+    if (!m->dns) {
+        vtpmmgr_send(req, m->connect_host);
+        return;
+    }
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_protocol = IPPROTO_TCP;
+    hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
+    snprintf(port, sizeof(port), "%u", (unsigned)m->port);
+    req->lookup = xcalloc(1, sizeof(*req->lookup));
+    req->lookup->req = req;
+    /* May call back before it returns (an /etc/hosts entry): then the
+     * callback has already cleared req->lookup. */
+    dr = evdns_getaddrinfo(m->dns, m->connect_host, port, &hints, vtpmmgr_resolved_cb, req->lookup);
+    if (req->lookup)
+        req->dns_req = dr;
 }
 
 /* ---- public -------------------------------------------------------- */
@@ -798,20 +888,32 @@ const char *vtpmmgr_target(const struct vtpmmgr *m, enum vtpmmgr_op op)
     return m->v1_target;
 }
 
+static void vtpmmgr_dns_free_cb(evutil_socket_t fd, short what, void *arg)
+{
+    evdns_base_free(arg, 0);
+}
+
 void vtpmmgr_free(struct vtpmmgr *m)
 {
+    struct timeval now = {0, 0};
     struct vtpmmgr_req *req;
+    bool lookups = false;
 
     if (!m)
         return;
     while ((req = TAILQ_FIRST(&m->reqs)) != NULL) {
         TAILQ_REMOVE(&m->reqs, req, link);
+        lookups |= req->lookup != NULL;
         vtpmmgr_req_free(req);
     }
     if (m->kick)
         event_free(m->kick);
-    /* After the connections: they may hold name lookups of this base. */
-    if (m->dns)
+    /* A cancelled lookup completes in a deferred callback that still uses
+     * the resolver: free it once those ran (deferred callbacks run before
+     * timers of the same loop iteration). Should the loop never run again,
+     * the resolver is lost at exit, nothing worse. */
+    if (m->dns && (!lookups || event_base_once(m->base, -1, EV_TIMEOUT, vtpmmgr_dns_free_cb,
+                                               m->dns, &now) < 0))
         evdns_base_free(m->dns, 0);
     if (m->ssl_ctx)
         SSL_CTX_free(m->ssl_ctx);

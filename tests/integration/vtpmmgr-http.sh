@@ -29,7 +29,7 @@ vtpmmgr:
   retry_for: $3
 EOF
 }
-mkcfg "$T/v1.yaml" v1 10s
+mkcfg "$T/v1.yaml" v1 60s 10s
 
 # run CONFIG ARGS...: sets OUT (stdout), RC, RETRIES.
 run() {
@@ -130,7 +130,7 @@ echo "$OUT" | grep -q '^OK acquired=300 released=300 ' || fail "cycle: $OUT"
 pass "300 concurrent acquires and releases, none leaked ($OUT)"
 
 # --- legacy API ---------------------------------------------------------
-mkcfg "$T/legacy.yaml" legacy 5s
+mkcfg "$T/legacy.yaml" legacy 60s 10s
 fake_proxy_faults '{"uuid_case": "upper"}'
 run "$T/legacy.yaml" acquire $U1
 expect_ok "legacy acquire"

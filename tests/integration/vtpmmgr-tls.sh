@@ -22,7 +22,9 @@ mkcfg() {
     _f=$1 _u=$2
     shift 2
     {
-        printf 'vtpmmgr:\n  provider: keylime-proxy\n  url: %s\n  timeout: 2s\n  retry_for: 5s\n  tls:\n' "$_u"
+        # Generous: OpenSSL under valgrind on a busy machine is slow, and
+        # the failures expected here are permanent (immediate) anyway.
+        printf 'vtpmmgr:\n  provider: keylime-proxy\n  url: %s\n  timeout: 20s\n  retry_for: 60s\n  tls:\n' "$_u"
         printf '    verify_peer: true\n'
         for l in "$@"; do printf '    %s\n' "$l"; done
     } > "$_f"

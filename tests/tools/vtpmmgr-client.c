@@ -10,6 +10,8 @@
  *                               "OK acquired=N released=N elapsed_ms=T"
  *     cancel INSTANCE MS        starts an acquire and frees the manager
  *                               after MS ms: the callback must not run
+ *                               (prints "OK cancelled"; "EARLY ..." with
+ *                               exit 1 when it ended before the cancel)
  *
  * Failures print "TRANSIENT <message>" or "PERMANENT <message>". Exit 0
  * ok, 3 transient, 4 permanent, 1 other failure, 2 usage or config error.
@@ -159,40 +161,55 @@ static int run_cycle(struct client *c, unsigned n, const char *host)
     return c->acquired == n && c->released == n ? 0 : -EIO;
 }
 
-static bool cancel_called;
+struct cancel_state {
+    struct client *c;
+    bool freed;
+    bool called_before, called_after;
+};
 
 static void cancel_cb(enum vtpmmgr_status st, const char *uuid, const char *error, void *arg)
 {
-    cancel_called = true;
+    struct cancel_state *cs = arg;
+
+    if (cs->freed)
+        cs->called_after = true;
+    else
+        cs->called_before = true;
 }
 
 static void cancel_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct client *c = arg;
+    struct cancel_state *cs = arg;
 
-    vtpmmgr_free(c->m);
-    c->m = NULL;
+    vtpmmgr_free(cs->c->m);
+    cs->c->m = NULL;
+    cs->freed = true;
 }
 
 static int run_cancel(struct client *c, const char *instance, const char *ms)
 {
+    struct cancel_state cs = {.c = c};
     struct timeval tv;
     long v = strtol(ms, NULL, 10);
     struct event *ev;
 
     tv.tv_sec = v / 1000;
     tv.tv_usec = (v % 1000) * 1000;
-    if (vtpmmgr_acquire(c->m, instance, "test-host", cancel_cb, c) < 0)
+    if (vtpmmgr_acquire(c->m, instance, "test-host", cancel_cb, &cs) < 0)
         return -EINVAL;
-    ev = evtimer_new(c->base, cancel_timer_cb, c);
+    ev = evtimer_new(c->base, cancel_timer_cb, &cs);
     evtimer_add(ev, &tv);
     /* Runs until nothing is left: the freed manager must leave no
      * event behind, and must not call back. */
     event_base_dispatch(c->base);
     event_free(ev);
-    if (cancel_called) {
+    if (cs.called_after) {
         printf("FAILED callback ran after vtpmmgr_free\n");
         return -EIO;
+    }
+    if (cs.called_before) {
+        printf("EARLY the request ended before the cancel: nothing tested\n");
+        return -EAGAIN;
     }
     printf("OK cancelled\n");
     return 0;
