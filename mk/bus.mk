@@ -2,12 +2,27 @@
 libvtpmd_a_SOURCES += src/bus.c include/bus.h include/bus_priv.h \
 	src/status.c include/status.h
 
+# Unit tests: the ack window and the outbox (no broker), status building.
+check_PROGRAMS += tests/unit/test_bus tests/unit/test_status
+tests_unit_test_bus_SOURCES = tests/unit/test_bus.c
+tests_unit_test_bus_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_bus_LDADD = $(UNIT_LIBS)
+tests_unit_test_status_SOURCES = tests/unit/test_status.c
+tests_unit_test_status_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_status_LDADD = $(UNIT_LIBS)
+TESTS += tests/unit/test_bus tests/unit/test_status
+
 # A program around the real bus, driven by the integration tests.
 check_PROGRAMS += tests/tools/bus_peer
 tests_tools_bus_peer_SOURCES = tests/tools/bus_peer.c
 tests_tools_bus_peer_CFLAGS = $(libvtpmd_a_CFLAGS)
 tests_tools_bus_peer_LDADD = $(VTPMD_LIBS)
 
-TESTS += tests/integration/bus-consume.sh
-EXTRA_DIST += tests/integration/bus-consume.sh tests/integration/bus-lib.sh \
+# Integration tests: a private RabbitMQ per test, real peers.
+BUS_ITESTS = tests/integration/bus-consume.sh tests/integration/bus-status.sh \
+	tests/integration/bus-restart.sh tests/integration/bus-cut.sh \
+	tests/integration/bus-connect.sh tests/integration/bus-topology.sh \
+	tests/integration/bus-dlx.sh tests/integration/bus-ackwin.sh
+TESTS += $(BUS_ITESTS)
+EXTRA_DIST += $(BUS_ITESTS) tests/integration/bus-lib.sh \
 	tests/tools/bus_amqp.py tests/tools/bus_proxy.py

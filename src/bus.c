@@ -371,9 +371,10 @@ int bus_outbox_push(struct bus_outbox *ob, const char *exchange,
     m = xcalloc(1, sizeof(*m));
     m->exchange = xstrdup(exchange);
     m->routing_key = xstrdup(routing_key);
-    m->body = xmalloc(len ? len : 1);
+    m->body = xmalloc(len + 1);
     if (len)
         memcpy(m->body, body, len);
+    ((char *)m->body)[len] = '\0'; /* for logs and tests; len is what counts */
     m->len = len;
     m->cb = cb;
     m->arg = arg;
@@ -1522,8 +1523,8 @@ static const char *topology_hint(const struct bus_rpc *r, uint16_t code)
     if (code != AMQP_PRECONDITION_FAILED || r == NULL)
         return "";
     if (strncmp(r->what, "exchange.declare", 16) == 0)
-        return "; the exchange exists with other flags: delete it (rabbitmqctl "
-               "delete_exchange) or fix whoever declared it";
+        return "; the exchange exists with other flags: delete it (rabbitmqadmin "
+               "delete exchange, or the management UI) or fix whoever declared it";
     if (strncmp(r->what, "queue.declare", 13) == 0)
         return "; the queue exists with other arguments (a queue cannot be "
                "re-declared with a different x-dead-letter-exchange): delete it "

@@ -21,6 +21,7 @@ bus_config() {
         echo "  urls: ['$_u']"
         for _l in "$@"; do echo "$_l"; done
     } > "$_f"
+    chmod 600 "$_f"
 }
 
 # amqp ARGS...: tests/tools/bus_amqp.py against the test's broker.
@@ -81,3 +82,7 @@ wait_queue() {
     echo "queue $1: $2 is $(queue_field "$1" "$2"), expected $3" >&2
     return 1
 }
+
+# BUS_TEST_KEEP=DIR keeps the logs of a run (debugging).
+keep_logs() { [ -n "${BUS_TEST_KEEP:-}" ] && mkdir -p "$BUS_TEST_KEEP" && cp "$T"/*.log "$BUS_TEST_KEEP"/ 2>/dev/null; return 0; }
+add_cleanup keep_logs

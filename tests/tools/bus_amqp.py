@@ -3,6 +3,7 @@
 needs on the broker and publishes or reads raw messages.
 
   bus_amqp.py --url URL exchange NAME [--type topic] [--durable] [--auto-delete]
+  bus_amqp.py --url URL delete-exchange NAME
   bus_amqp.py --url URL queue NAME [--durable] [--bind EXCHANGE:KEY ...]
   bus_amqp.py --url URL publish --exchange X --key K [--persistent]
                         [--body TEXT | --body-file F | --size N] [--count N]
@@ -41,6 +42,8 @@ def main():
     e.add_argument("--type", default="topic")
     e.add_argument("--durable", action="store_true")
     e.add_argument("--auto-delete", action="store_true")
+    de = sub.add_parser("delete-exchange")
+    de.add_argument("name")
     q = sub.add_parser("queue")
     q.add_argument("name")
     q.add_argument("--durable", action="store_true")
@@ -68,6 +71,8 @@ def main():
         if a.cmd == "exchange":
             ch.exchange_declare(a.name, exchange_type=a.type, durable=a.durable,
                                 auto_delete=a.auto_delete)
+        elif a.cmd == "delete-exchange":
+            ch.exchange_delete(a.name)
         elif a.cmd == "queue":
             ch.queue_declare(a.name, durable=a.durable)
             for b in a.bind:
@@ -98,7 +103,8 @@ def main():
                                   "content_type": props.content_type,
                                   "delivery_mode": props.delivery_mode,
                                   "headers": props.headers,
-                                  "body": body.decode("utf-8", "replace")}))
+                                  "body": body.decode("utf-8", "replace")},
+                                 default=str))
         elif a.cmd == "count":
             r = ch.queue_declare(a.queue, passive=True)
             print(r.method.message_count)
