@@ -21,9 +21,11 @@ contrib/systemd/vtpmd.service: contrib/systemd/vtpmd.service.in Makefile
 CLEANFILES += contrib/systemd/vtpmd.service
 EXTRA_DIST += contrib/systemd/vtpmd.service.in
 
-TESTS += tests/integration/ops-notify.sh tests/integration/ops-hook.sh
+TESTS += tests/integration/ops-notify.sh tests/integration/ops-hook.sh \
+	tests/integration/ops-vtpmctl.sh
 EXTRA_DIST += tests/integration/ops-notify.sh tests/tools/notify_reader.py \
-	tests/integration/ops-hook.sh contrib/openstack/libvirt-hooks/libxl
+	tests/integration/ops-hook.sh contrib/openstack/libvirt-hooks/libxl \
+	tests/integration/ops-vtpmctl.sh
 
 # vtpmctl watch: librabbitmq-c (blocking API) and vtpmd's own
 # configuration reader (config.o, with cfg from libvtpmcommon.a).

@@ -346,6 +346,10 @@ static int watch_connect(const char *url, const struct tls_config *tls,
                 amqp_error_string2(st));
         goto out;
     }
+    /* "amqp://host/" names the empty vhost by the URI spec, but means
+     * RabbitMQ's default "/" to everyone (vtpmd reads it so too). */
+    if (ci.vhost == NULL || *ci.vhost == '\0')
+        ci.vhost = (char *)"/";
     if (amqp_check(amqp_login(conn, ci.vhost, 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, ci.user,
                               ci.password),
                    "login") < 0)
