@@ -1,0 +1,6 @@
+# Fault tests (issue 6): kill -9, broker restart, proxy outage, malformed
+# floods, valgrind over a whole run, failure paths of every step. All
+# against the real broker and the real vtpmd binary.
+FAULT_TESTS = tests/integration/fault-kill.sh
+TESTS += $(FAULT_TESTS)
+EXTRA_DIST += $(FAULT_TESTS) tests/tools/fault_burst.py
