@@ -22,10 +22,10 @@ CLEANFILES += contrib/systemd/vtpmd.service
 EXTRA_DIST += contrib/systemd/vtpmd.service.in
 
 TESTS += tests/integration/ops-notify.sh tests/integration/ops-hook.sh \
-	tests/integration/ops-vtpmctl.sh
+	tests/integration/ops-vtpmctl.sh tests/integration/ops-metrics.sh
 EXTRA_DIST += tests/integration/ops-notify.sh tests/tools/notify_reader.py \
 	tests/integration/ops-hook.sh contrib/openstack/libvirt-hooks/libxl \
-	tests/integration/ops-vtpmctl.sh
+	tests/integration/ops-vtpmctl.sh tests/integration/ops-metrics.sh
 
 # vtpmctl watch: librabbitmq-c (blocking API) and vtpmd's own
 # configuration reader (config.o, with cfg from libvtpmcommon.a).

@@ -10,7 +10,7 @@ BUILD_PKGS="build-essential autoconf automake libtool pkg-config
 # Real peers for the tests and the demo: the broker, Nova's and
 # oslo.messaging's own code, xmllint, sanitizers and fuzzers.
 TEST_PKGS="rabbitmq-server python3 python3-oslo.messaging python3-pika
- python3-nova python3-yaml libxml2-utils valgrind clang libclang-rt-14-dev
+ python3-nova python3-yaml python3-prometheus-client libxml2-utils valgrind clang libclang-rt-14-dev
  curl procps openssl ca-certificates libvirt-daemon"
 
 # contrib/libvirt/check.sh builds Debian's libvirt 9.0.0 with our series.

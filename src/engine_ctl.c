@@ -366,6 +366,7 @@ static void handle_metrics(struct engine *e, struct control_req *req)
     static const char *const steps[] = {"none", "acquire", "build", "commit", "remove", "release"};
     struct engine_metrics *m = &e->m;
     struct bus_stats bs;
+    struct vtpmmgr_stats vs;
     struct count_ctx cc = {{0}};
     size_t len = 0, cap = 8192;
     char *buf = xmalloc(cap);
@@ -434,6 +435,37 @@ static void handle_metrics(struct engine *e, struct control_req *req)
            "vtpmd_libvirt_up %d\n",
            (unsigned long)bs.reconnects, bs.in_flight, bs.outbox, bs.consuming ? 1 : 0,
            e->libvirt_up ? 1 : 0);
+    vtpmmgr_get_stats(e->deps.vtpmmgr, &vs);
+    metric(&buf, &len, &cap,
+           "# HELP vtpmd_vtpmmgr_requests_total vTPM acquire/release requests to vtpmmgr.\n"
+           "# TYPE vtpmd_vtpmmgr_requests_total counter\n"
+           "vtpmd_vtpmmgr_requests_total %lu\n"
+           "# HELP vtpmd_vtpmmgr_retries_total Extra attempts after transient vtpmmgr failures.\n"
+           "# TYPE vtpmd_vtpmmgr_retries_total counter\n"
+           "vtpmd_vtpmmgr_retries_total %lu\n"
+           "# HELP vtpmd_vtpmmgr_failures_total vtpmmgr requests that ended in an error.\n"
+           "# TYPE vtpmd_vtpmmgr_failures_total counter\n"
+           "vtpmd_vtpmmgr_failures_total %lu\n"
+           "# HELP vtpmd_vtpmmgr_pending vtpmmgr requests under way.\n"
+           "# TYPE vtpmd_vtpmmgr_pending gauge\n"
+           "vtpmd_vtpmmgr_pending %u\n",
+           (unsigned long)vs.requests, (unsigned long)vs.retries, (unsigned long)vs.failures,
+           vtpmmgr_pending(e->deps.vtpmmgr));
+    metric(&buf, &len, &cap,
+           "# HELP vtpmd_orphans Stub domains or images found by the last reconciliation "
+           "that belong to no instance vtpmd holds.\n"
+           "# TYPE vtpmd_orphans gauge\n"
+           "vtpmd_orphans{kind=\"domain\"} %zu\n"
+           "vtpmd_orphans{kind=\"image\"} %zu\n"
+           "# HELP vtpmd_reconciliations_total Reconciliations of journal, libvirt and images.\n"
+           "# TYPE vtpmd_reconciliations_total counter\n"
+           "vtpmd_reconciliations_total %lu\n"
+           "# HELP vtpmd_reconcile_actions_total What reconciliation did, by action.\n"
+           "# TYPE vtpmd_reconcile_actions_total counter\n"
+           "vtpmd_reconcile_actions_total{action=\"repair\"} %lu\n"
+           "vtpmd_reconcile_actions_total{action=\"cleanup\"} %lu\n",
+           e->orphan_domains, e->orphan_images, (unsigned long)e->reconciles,
+           (unsigned long)e->repairs, (unsigned long)e->cleanups);
     metric(&buf, &len, &cap,
            "# HELP vtpmd_provision_seconds Time from a create notification to the vTPM ready.\n"
            "# TYPE vtpmd_provision_seconds histogram\n");
