@@ -42,6 +42,12 @@ TESTS += tests/integration/vtpmmgr-http.sh
 EXTRA_DIST += tests/integration/vtpmmgr-http.sh
 TESTS += tests/integration/vtpmmgr-faults.sh tests/integration/vtpmmgr-tls.sh
 EXTRA_DIST += tests/integration/vtpmmgr-faults.sh tests/integration/vtpmmgr-tls.sh
+
+# Figures for image_create/image_remove and the local provider.
+noinst_PROGRAMS += bench/image_bench
+bench_image_bench_SOURCES = bench/image_bench.c
+bench_image_bench_CFLAGS = $(libvtpmd_a_CFLAGS)
+bench_image_bench_LDADD = $(VTPMD_LIBS)
 # --- end provision: uuidutil, image, vtpmmgr ------------------------------
 
 # --- provision: domxml, virt (libvirt worker) ------------------------------

@@ -108,6 +108,7 @@ struct vtpmmgr {
 
     struct vtpmmgr_reqs reqs;
     unsigned pending;
+    bool failing; /* a transient failure since the last answer */
     /* At most VTPMMGR_MAX_INFLIGHT connections to the proxy at once: a
      * burst of creates must not open a thousand sockets to a small VM
      * that serializes on one TPM anyway. The rest wait here, in order. */
@@ -391,10 +392,18 @@ static void vtpmmgr_attempt_failed(struct vtpmmgr_req *req, enum vtpmmgr_status 
         vtpmmgr_finish(req, st, msg);
         return;
     }
-    log_warn("vtpmmgr request failed, will retry op=%s instance=%s vtpm=%s attempt=%u retry_in_ms=%llu error=\"%s\"",
-             vtpmmgr_op_name(req->op), req->instance_uuid[0] ? req->instance_uuid : "-",
-             req->vtpm_uuid[0] ? req->vtpm_uuid : "-", req->attempts, (unsigned long long)delay,
-             error);
+    /* One warning when the proxy starts failing, not one per request and
+     * retry: an outage with a thousand creates waiting would flood the
+     * log. The first attempt of every request still shows at debug. */
+    if (!m->failing) {
+        m->failing = true;
+        log_warn("vtpmmgr: proxy request failed, retrying for up to %.1fs url=%s error=\"%s\"",
+                 (double)m->retry_for_ms / 1000.0, m->display, error);
+    }
+    log_debug("vtpmmgr request failed, will retry op=%s instance=%s vtpm=%s attempt=%u retry_in_ms=%llu error=\"%s\"",
+              vtpmmgr_op_name(req->op), req->instance_uuid[0] ? req->instance_uuid : "-",
+              req->vtpm_uuid[0] ? req->vtpm_uuid : "-", req->attempts, (unsigned long long)delay,
+              error);
     free(error);
     req->state = REQ_BACKOFF;
     vtpmmgr_arm(req, delay);
@@ -600,6 +609,10 @@ static void vtpmmgr_http_done_cb(struct evhttp_request *hreq, void *arg)
     if (code == 0) {
         vtpmmgr_no_answer(req, sock_err);
         return;
+    }
+    if (req->m->failing && code < 500) {
+        req->m->failing = false;
+        log_info("vtpmmgr: proxy answers again url=%s", req->m->display);
     }
     in = evhttp_request_get_input_buffer(hreq);
     len = evbuffer_get_length(in);

@@ -56,7 +56,7 @@ fake_proxy_outage on
 rm -f "$T/out" "$T/err"
 run "$T/long.yaml" acquire $U1 &
 # The outage ends once the client has met it (valgrind starts slowly).
-wait_for "$T/err" "will retry op=acquire instance=$U1" 60 || fail "client did not retry"
+wait_for "$T/err" "proxy request failed, retrying" 60 || fail "client did not retry"
 sleep 0.3
 fake_proxy_outage off
 wait $! || true
