@@ -12,7 +12,7 @@
 # Each trial (seed printed; FAULT_SEED=N repeats a run) publishes
 # FAULT_KILL_INSTANCES instances (~40% created then deleted, the rest only
 # created; each in both formats or one), kills vtpmd with SIGKILL at a
-# random moment of the burst (some trials kill it again during its
+# random moment of the burst (after a random number of its commits) (some trials kill it again during its
 # recovery), restarts it and, once its queue is empty with nothing
 # unacked and the engine idle, checks every instance of every trial so
 # far (fault_burst.py check): every live instance has exactly one running
@@ -66,7 +66,7 @@ quiesce_check() {
         [ $_i -ge 30 ] && { cat "$T/check.out"; return 1; }
         sleep 1
     done
-    check --show > "$T/check.out" 2>&1 || { cat "$T/check.out"; return 1; }
+    check --show 40 > "$T/check.out" 2>&1 || { cat "$T/check.out"; return 1; }
 }
 
 PLANS=""
@@ -79,14 +79,23 @@ while [ $trial -le "$TRIALS" ]; do
         --fixtures "$top_srcdir/tests/fixtures/nova" --seed "$seed" --instances "$N" \
         --plan "$T/plan.$trial" > "$T/burst.$trial.out" 2>&1 &
     burst=$!
-    delay=$(rnd "$seed" 0.1 3.0)
+    # The kill point: after a random number of this burst's commits
+    # (0..N, of about 1.4 N), plus a random fraction of a second.
+    k=$(rnd "$seed" 0 "$N" | cut -d. -f1)
+    delay=$(rnd "$((seed * 3))" 0.0 0.3)
+    i=0
+    while [ $(($(count_matches "$T/vtpmd.log" 'instance (ready|deleted) ') - r0)) -lt "$k" ] &&
+        [ $i -lt 1200 ]; do
+        sleep 0.05
+        i=$((i + 1))
+    done
     sleep "$delay"
     done=$(($(count_matches "$T/vtpmd.log" 'instance (ready|deleted) ') - r0))
     kill -9 "$VTPMD_PID"
     wait "$VTPMD_PID" 2>/dev/null
     wait "$burst" || fail "trial $trial: burst: $(cat "$T/burst.$trial.out")"
     PLANS="$PLANS --plan $T/plan.$trial"
-    echo "# trial $trial seed=$seed: $(cat "$T/burst.$trial.out"); SIGKILL at ${delay}s, after $done commits of this burst"
+    echo "# trial $trial seed=$seed: $(cat "$T/burst.$trial.out"); SIGKILL after $done commits of this burst (aimed at $k + ${delay}s)"
     vtpmd_start "$T/vtpmd.yaml"
     # Every third trial: killed again during its recovery.
     if [ $((seed % 3)) = 0 ]; then

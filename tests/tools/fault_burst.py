@@ -18,14 +18,15 @@ as kombu publishes them).
       Publishes the burst (each instance: create.start, create.end and,
       for the deleted ones, delete.start and delete.end; in both formats,
       or only one of them for some instances; instances interleaved at
-      random, each instance's own events in order) with publisher
-      confirms, and writes FILE: {"seed", "instances": {uuid:
+      random, each instance's own events in order) in one AMQP
+      transaction, and writes FILE: {"seed", "instances": {uuid:
       "live"|"deleted"}, "malformed": M}. With --malformed, M malformed
       messages of many kinds are interleaved.
 
-  fault_burst.py check --plan FILE [--plan FILE...] --vtpmctl PATH
+  fault_burst.py check --plan FILE [--plan FILE...] [--failed FILE...]
+        --vtpmctl PATH
         --socket PATH --images DIR [--fake-ctl PORT] [--status FILE]
-        [--show]
+        [--show N]
       Checks the invariants after quiescence, prints a summary line and
       exits 1 with every violation listed:
         engine: health busy == 0
@@ -33,12 +34,16 @@ as kombu publishes them).
           libvirt domain, running, not an orphan, carrying that vTPM
           UUID; its image file present
         deleted instance: not listed, no domain, no image
+        failed instance (every one of a --failed plan): state failed with
+          an error and no vTPM UUID, no domain, no image
         nothing else: no domain nor image beyond the live instances'
         fake proxy (--fake-ctl): its live vTPM UUIDs are exactly the live
           instances' vTPM UUIDs, each for the right instance, none twice
         status (--status, the oslo listener's JSON lines): at least one
-          vtpm.create.end per instance, one vtpm.delete.end per deleted
-        --show: ctl show of every instance of the last plan: ready / 404
+          vtpm.create.end per instance, one vtpm.delete.end per deleted;
+          for a failed one a vtpm.create.error and no vtpm.create.end
+        --show N: ctl show of N instances of the last plan (all if fewer):
+          ready with the domain XML / failed / 404
 """
 import argparse
 import json
@@ -165,7 +170,11 @@ def cmd_burst(a):
             seqs.pop()
     conn = pika.BlockingConnection(pika.URLParameters(a.url))
     ch = conn.channel()
-    ch.confirm_delivery()
+    # One transaction for the burst: when tx.commit-ok comes, the broker
+    # holds every message (routed, persistent), and publishing is fast.
+    returned = []
+    ch.add_on_return_callback(lambda *args: returned.append(args[1].routing_key))
+    ch.tx_select()
     nbad = 0
     for what, k, f, u in msgs:
         if what == "good":
@@ -179,7 +188,10 @@ def cmd_burst(a):
         ch.basic_publish("nova", rk, body, pika.BasicProperties(
             content_type=ctype, content_encoding=enc, delivery_mode=2,
             priority=0), mandatory=True)
+    ch.tx_commit()
     conn.close()
+    if returned:
+        raise SystemExit("%d messages unroutable (is vtpmd's queue bound?)" % len(returned))
     with open(a.plan, "w") as f:
         json.dump({"seed": a.seed, "instances": plan, "malformed": nbad}, f)
     nd = sum(1 for v in plan.values() if v == "deleted")
@@ -202,6 +214,9 @@ def cmd_check(a):
     last = {}
     for p in a.plan:
         last = json.load(open(p))["instances"]
+        want.update(last)
+    for p in a.failed or []:
+        last = {u: "failed" for u in json.load(open(p))["instances"]}
         want.update(last)
     bad = []
 
@@ -243,6 +258,13 @@ def cmd_check(a):
                 err("live %s: domain %r" % (u, ds[0]))
             if img not in images or i["image_path"] != os.path.join(a.images, img):
                 err("live %s: image %r missing" % (u, i["image_path"]))
+        elif s == "failed":
+            if i is None or i["state"] != "failed" or i["vtpm_uuid"] or not i["error"]:
+                err("failed %s: %r" % (u, i))
+            if ds:
+                err("failed %s: %d domains left" % (u, len(ds)))
+            if img in images:
+                err("failed %s: image left" % u)
         else:
             if i is not None:
                 err("deleted %s still held: %r" % (u, i))
@@ -256,7 +278,8 @@ def cmd_check(a):
     extra_dom = set(dom_by) - live
     if extra_dom:
         err("domains of no live instance: %s" % sorted(extra_dom)[:5])
-    extra_inst = set(insts) - live
+    failed = {u for u, s in want.items() if s == "failed"}
+    extra_inst = set(insts) - live - failed
     if extra_inst:
         err("instances held beyond the live ones: %s" % sorted(extra_inst)[:5])
     nfake = -1
@@ -282,7 +305,7 @@ def cmd_check(a):
                 err("fake proxy: %s held for %s" % (v["uuid"], v["instance_uuid"]))
     nstat = 0
     if a.status:
-        ce, de = {}, {}
+        ce, de, cx = {}, {}, {}
         for line in open(a.status):
             try:
                 e = json.loads(line)
@@ -293,25 +316,37 @@ def cmd_check(a):
                 ce[u] = ce.get(u, 0) + 1
             elif e.get("event_type") == "vtpm.delete.end":
                 de[u] = de.get(u, 0) + 1
+            elif e.get("event_type") == "vtpm.create.error":
+                cx[u] = cx.get(u, 0) + 1
         for u, s in want.items():
             nstat += 1
+            if s == "failed":
+                if cx.get(u, 0) < 1 or ce.get(u, 0) > 0:
+                    err("failed %s: create.error %d, create.end %d" % (
+                        u, cx.get(u, 0), ce.get(u, 0)))
+                continue
             if ce.get(u, 0) < 1:
                 err("%s %s: no vtpm.create.end status" % (s, u))
             if s == "deleted" and de.get(u, 0) < 1:
                 err("deleted %s: no vtpm.delete.end status" % u)
     nshow = 0
     if a.show:
-        for u, s in last.items():
+        items = sorted(last.items())
+        if a.show < len(items):
+            items = random.Random(len(want)).sample(items, a.show)
+        for u, s in items:
             rc, o = ctl(a, "show", u)
             nshow += 1
             if s == "live" and (rc != 0 or o.get("state") != "ready" or
                                 not o.get("domain_xml")):
                 err("show live %s: rc=%d %r" % (u, rc, str(o)[:200]))
+            if s == "failed" and (rc != 0 or o.get("state") != "failed"):
+                err("show failed %s: rc=%d %r" % (u, rc, str(o)[:200]))
             if s == "deleted" and (rc == 0 or not isinstance(o, dict) or o.get("status") != 404):
                 err("show deleted %s: rc=%d %r" % (u, rc, str(o)[:200]))
-    print("check instances=%d live=%d deleted=%d domains=%d images=%d fake_live=%d "
+    print("check instances=%d live=%d failed=%d deleted=%d domains=%d images=%d fake_live=%d "
           "status_checked=%d shown=%d violations=%d" % (
-              len(want), len(live), len(want) - len(live), len(doms["domains"]),
+              len(want), len(live), len(failed), len(want) - len(live) - len(failed), len(doms["domains"]),
               len(images), nfake, nstat, nshow, len(bad)))
     for b in bad:
         print("  " + (b if b else "... more"))
@@ -331,13 +366,14 @@ def main():
     b.add_argument("--max-size", type=int, default=65536)
     b.add_argument("--plan", required=True)
     c = sub.add_parser("check")
-    c.add_argument("--plan", action="append", required=True)
+    c.add_argument("--plan", action="append", default=[])
+    c.add_argument("--failed", action="append", default=[])
     c.add_argument("--vtpmctl", required=True)
     c.add_argument("--socket", required=True)
     c.add_argument("--images", required=True)
     c.add_argument("--fake-ctl")
     c.add_argument("--status")
-    c.add_argument("--show", action="store_true")
+    c.add_argument("--show", type=int, default=0, metavar="N")
     a = ap.parse_args()
     return cmd_burst(a) if a.cmd == "burst" else cmd_check(a)
 

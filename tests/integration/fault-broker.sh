@@ -1,0 +1,86 @@
+#!/bin/sh
+# RabbitMQ stopped and started again in the middle of a burst of mixed
+# creates and deletes; all real: the broker (same node, data kept), the
+# vtpmd binary, libvirt's test:///default, the fake Keylime-VM proxy (api
+# v1), an oslo.messaging status listener (which reconnects by itself).
+#
+# The bursts re-publish copies of the genuine notifications Nova's own
+# code wrote into tests/fixtures/nova/ (host compute1), with fresh
+# instance UUIDs and message ids, persistent like kombu's
+# (tests/tools/fault_burst.py).
+#
+# Per trial (seed printed; FAULT_SEED=N repeats): a burst of
+# FAULT_BROKER_INSTANCES instances, the broker stopped at a random moment
+# while vtpmd works through it, started again after a few seconds, a
+# smaller burst after the restart; then, once vtpmd's queue is empty with
+# nothing unacked and the engine idle, the invariants of fault-kill.sh
+# (fault_burst.py check) and the status notifications: at least one
+# vtpm.create.end for every instance and one vtpm.delete.end for every
+# deleted one reached the oslo listener (duplicates allowed).
+. "$(dirname "$0")/../lib/common.sh"
+. "$top_srcdir/tests/lib/broker.sh"
+. "$top_srcdir/tests/lib/fake_proxy.sh"
+broker_start "$T/broker"
+add_cleanup broker_stop
+. "$top_srcdir/tests/lib/vtpmd.sh"
+VTPMD_HOST=compute1 # the fixtures' host
+
+TRIALS=${FAULT_BROKER_TRIALS:-1}
+N=${FAULT_BROKER_INSTANCES:-150}
+SEED=${FAULT_SEED:-$(date +%s)}
+echo "# seed $SEED (FAULT_SEED=$SEED repeats this run), $TRIALS trials of $N + $((N / 3)) instances"
+
+fake_proxy_start
+listener_start
+vtpmd_config "$T/vtpmd.yaml" \
+    "vtpmmgr: {provider: keylime-proxy, url: '$FAKE_PROXY_URL', api: v1, retry_for: 2m}"
+vtpmd_start "$T/vtpmd.yaml"
+
+rnd() { "$PYTHON" -c "import random,sys; r=random.Random($1); print('%.2f' % r.uniform($2, $3))"; }
+
+check() {
+    "$PYTHON" "$TOOLS/fault_burst.py" check $PLANS --vtpmctl "$VTPMCTL" --socket "$T/control.sock" \
+        --images "$T/images" --fake-ctl "$FAKE_PROXY_CTL" --status "$T/status.jsonl" "$@"
+}
+
+burst() {
+    "$PYTHON" "$TOOLS/fault_burst.py" burst --url "$BROKER_URL" \
+        --fixtures "$top_srcdir/tests/fixtures/nova" --seed "$1" --instances "$2" \
+        --plan "$T/plan.$1" || fail "burst $1"
+    PLANS="$PLANS --plan $T/plan.$1"
+}
+
+PLANS=""
+trial=1
+start=$(date +%s)
+while [ $trial -le "$TRIALS" ]; do
+    seed=$((SEED + trial * 2))
+    r0=$(count_matches "$T/vtpmd.log" 'instance (ready|deleted) ')
+    burst "$seed" "$N"
+    delay=$(rnd "$seed" 0.0 1.5)
+    sleep "$delay"
+    done=$(($(count_matches "$T/vtpmd.log" 'instance (ready|deleted) ') - r0))
+    t0=$(date +%s)
+    broker_restart_stop
+    echo "# trial $trial: broker stopped ${delay}s after the burst, after $done of its commits"
+    sleep 2
+    broker_restart_start || fail "broker did not start again"
+    echo "# trial $trial: broker back after $(($(date +%s) - t0)) s"
+    wait_count "$T/vtpmd.log" 'bus ready' $((trial + 1)) 60 || fail "vtpmd did not reconnect"
+    burst "$((seed + 1))" "$((N / 3))"
+    queue_idle 120 || fail "trial $trial: queue not drained"
+    i=0
+    while ! check > "$T/check.out" 2>&1; do
+        i=$((i + 1))
+        [ $i -ge 30 ] && { cat "$T/check.out"; fail "trial $trial (seed $seed): invariants violated"; }
+        sleep 1
+    done
+    check --show 40 > "$T/check.out" 2>&1 || { cat "$T/check.out"; fail "trial $trial: ctl show"; }
+    pass "trial $trial seed=$seed: $(grep -o 'instances=.*' "$T/check.out")"
+    trial=$((trial + 1))
+done
+grep -Ei 'PRECONDITION_FAILED|unknown delivery tag' "$T/vtpmd.log" &&
+    fail "the broker refused an ack (double or stale ack?)"
+ctl health > /dev/null || fail "health"
+vtpmd_stop
+pass "$TRIALS broker restarts, $(( (N + N / 3) * TRIALS)) instances, $(($(date +%s) - start)) s; statuses all delivered; clean stop"
