@@ -41,6 +41,8 @@ int engine_new(struct event_base *base, const struct engine_deps *deps,
                struct engine **out);
 void engine_reconfigure(struct engine *e, const struct config *cfg,
                         const struct policy *policy);
+/* New requests go to m (after a reload changed vtpmmgr.*). */
+void engine_set_vtpmmgr(struct engine *e, struct vtpmmgr *m);
 /* Graceful stop: work under way finishes, queued events are left for
  * redelivery. */
 void engine_drain(struct engine *e);

@@ -945,6 +945,11 @@ static void prune_cb(evutil_socket_t fd, short what, void *arg)
     free(c.drop);
 }
 
+void engine_set_vtpmmgr(struct engine *e, struct vtpmmgr *m)
+{
+    e->deps.vtpmmgr = m;
+}
+
 void engine_reconfigure(struct engine *e, const struct config *cfg,
                         const struct policy *policy)
 {

@@ -46,6 +46,9 @@ struct vtpmd {
 
     struct journal *journal;
     struct vtpmmgr *vtpmmgr;
+    struct vtpmmgr **retired; /* replaced by a reload, freed once idle */
+    size_t nretired;
+    struct event *retire_timer;
     struct virt *virt;
     struct policy *policy;
     struct bus *bus;
@@ -124,6 +127,38 @@ static int vtpmd_control_reload(void *arg)
     return vtpmd_reload(arg);
 }
 
+/* A vtpmmgr client replaced by a reload finishes what it has under way
+ * and is freed when idle. */
+static void vtpmd_retire_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct vtpmd *d = arg;
+    size_t k = 0;
+
+    for (size_t i = 0; i < d->nretired; i++) {
+        if (vtpmmgr_pending(d->retired[i]) == 0)
+            vtpmmgr_free(d->retired[i]);
+        else
+            d->retired[k++] = d->retired[i];
+    }
+    d->nretired = k;
+    if (k == 0)
+        event_del(d->retire_timer);
+}
+
+static bool vtpmmgr_settings_changed(const struct config *a, const struct config *b)
+{
+#define SAME_STR(x) ((a->x == NULL && b->x == NULL) || (a->x && b->x && strcmp(a->x, b->x) == 0))
+    return !(a->vtpmmgr.provider == b->vtpmmgr.provider && SAME_STR(vtpmmgr.url) &&
+             a->vtpmmgr.api == b->vtpmmgr.api && a->vtpmmgr.timeout_ms == b->vtpmmgr.timeout_ms &&
+             a->vtpmmgr.retry_for_ms == b->vtpmmgr.retry_for_ms &&
+             SAME_STR(vtpmmgr.tls.ca_file) && SAME_STR(vtpmmgr.tls.cert_file) &&
+             SAME_STR(vtpmmgr.tls.key_file) &&
+             a->vtpmmgr.tls.verify_peer == b->vtpmmgr.tls.verify_peer &&
+             a->vtpmmgr.tls.verify_hostname == b->vtpmmgr.tls.verify_hostname &&
+             SAME_STR(host));
+#undef SAME_STR
+}
+
 static void vtpmd_apply_logging(struct vtpmd *d)
 {
     log_set_level(d->level_override ? d->level : (enum log_level)d->cfg->log.level);
@@ -151,6 +186,28 @@ int vtpmd_reload(struct vtpmd *d)
                   "configuration file=%s", d->config_path);
         config_free(next);
         return -EINVAL;
+    }
+    if (d->vtpmmgr && vtpmmgr_settings_changed(d->cfg, next)) {
+        struct vtpmmgr *m = NULL;
+        struct timeval sec = {1, 0};
+
+        if (vtpmmgr_new(d->base, next, &m) < 0) {
+            log_error("reload failed: cannot set up the new vtpmmgr client; keeping the "
+                      "running configuration file=%s", d->config_path);
+            policy_free(policy);
+            config_free(next);
+            return -EINVAL;
+        }
+        d->retired = xreallocarray(d->retired, d->nretired + 1, sizeof(*d->retired));
+        d->retired[d->nretired++] = d->vtpmmgr;
+        d->vtpmmgr = m;
+        if (d->engine)
+            engine_set_vtpmmgr(d->engine, m);
+        if (d->retire_timer == NULL)
+            d->retire_timer = event_new(d->base, -1, EV_PERSIST, vtpmd_retire_cb, d);
+        event_add(d->retire_timer, &sec);
+        log_info("vtpmmgr client replaced provider=%d api=%d", next->vtpmmgr.provider,
+                 next->vtpmmgr.api);
     }
     /* Everything is valid: swap. */
     if (d->engine)
@@ -359,6 +416,11 @@ void vtpmd_free(struct vtpmd *d)
     engine_free(d->engine);
     virt_free(d->virt);
     vtpmmgr_free(d->vtpmmgr);
+    for (size_t i = 0; i < d->nretired; i++)
+        vtpmmgr_free(d->retired[i]);
+    free(d->retired);
+    if (d->retire_timer)
+        event_free(d->retire_timer);
     journal_free(d->journal);
     policy_free(d->policy);
     if (d->base)
