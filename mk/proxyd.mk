@@ -54,9 +54,12 @@ tests_proxyd_test_pconfig_CFLAGS = $(PROXYD_UNIT_CFLAGS)
 tests_proxyd_test_pconfig_LDADD = $(PROXYD_UNIT_LIBS)
 TESTS += $(PROXYD_UNIT)
 
-PROXYD_IT = tests/proxyd/cli.sh tests/proxyd/api.sh tests/proxyd/faults.sh
+PROXYD_IT = tests/proxyd/cli.sh tests/proxyd/api.sh tests/proxyd/faults.sh \
+	tests/proxyd/tls.sh tests/proxyd/reconcile.sh tests/proxyd/crash.sh \
+	tests/proxyd/valgrind.sh
 TESTS += $(PROXYD_IT)
-EXTRA_DIST += $(PROXYD_IT) tests/proxyd/lib.sh tests/proxyd/fake_vtpmmgr.py
+EXTRA_DIST += $(PROXYD_IT) tests/proxyd/lib.sh tests/proxyd/fake_vtpmmgr.py \
+	tests/proxyd/burst.py
 
 # The man page, the example configuration (installed as an example, never
 # over a live one) and the systemd unit.
@@ -67,3 +70,15 @@ proxydconf_DATA = conf/vtpm-proxyd.yaml.example
 conf/vtpm-proxyd.yaml.example: conf/vtpm-proxyd.yaml
 	$(AM_V_GEN)$(MKDIR_P) conf && cp $(srcdir)/conf/vtpm-proxyd.yaml $@
 CLEANFILES += conf/vtpm-proxyd.yaml.example
+
+# systemd unit, with the paths configure was given; relative to $(prefix)
+# so that make distcheck's staging prefix holds it.
+proxydunitdir = $(prefix)/lib/systemd/system
+proxydunit_DATA = contrib/systemd/vtpm-proxyd.service
+contrib/systemd/vtpm-proxyd.service: contrib/systemd/vtpm-proxyd.service.in Makefile
+	$(AM_V_GEN)$(MKDIR_P) contrib/systemd && \
+	sed -e 's|@sbindir[@]|$(sbindir)|g' -e 's|@sysconfdir[@]|$(sysconfdir)|g' \
+	    -e 's|@localstatedir[@]|$(localstatedir)|g' \
+	    $(srcdir)/contrib/systemd/vtpm-proxyd.service.in > $@.tmp && mv $@.tmp $@
+CLEANFILES += contrib/systemd/vtpm-proxyd.service
+EXTRA_DIST += contrib/systemd/vtpm-proxyd.service.in docs/openstack.md

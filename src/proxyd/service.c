@@ -289,11 +289,9 @@ static int ensure_group(struct job *j)
     int st, ret;
 
     if (!j->env.has_group) {
-        /* The contract's default: whatever group sits at index 0. */
-        if (w->cached && !w->cached_has_group) {
-            group_found(j, w->idx, w->uuid);
-            return 0;
-        }
+        /* The contract's default: whatever group sits at index 0. Shown
+         * every time: on TPM 2.0 hosts it is a new group after each
+         * vtpmmgr restart, and health reports its UUID. */
         if ((ret = show_group(j, 0, uuid, &st)) < 0)
             return ret;
         if (st == MGRPROTO_ST_BADINDEX) {
@@ -649,10 +647,18 @@ static void note_link(struct service *s, const struct job *j)
         return;
     s->link = j->link;
     s->refused = j->refused;
-    if (j->link != LINK_OK || j->refused)
-        snprintf(s->link_msg, sizeof(s->link_msg), "%s", j->res.message);
-    else
+    switch (j->res.code) {
+    case SERVICE_OK:
+    case SERVICE_CREATED:
         s->link_msg[0] = '\0';
+        break;
+    case SERVICE_NOT_FOUND:
+    case SERVICE_CONFLICT:
+        break; /* the request's problem, not vtpmmgr's */
+    default:
+        snprintf(s->link_msg, sizeof(s->link_msg), "%s", j->res.message);
+        break;
+    }
     if (j->group_ok) {
         if (s->group_known && (s->group_idx != j->group_idx ||
                                memcmp(s->group_uuid, j->group_uuid, 16) != 0)) {
@@ -989,11 +995,11 @@ void service_health(const struct service *s, struct service_health *h)
     memset(h, 0, sizeof(*h));
     h->state = s->stopping ? "stopping"
                : (s->link == LINK_OK && s->refused) ? "refused"
+               : (s->link == LINK_OK && !s->group_known) ? "group_not_found"
+               : (s->link == LINK_OK && !s->started) ? "starting"
                : names[s->link];
     h->message = s->link_msg;
-    h->ok = !s->stopping && s->link == LINK_OK && !s->refused && s->group_known;
-    if (h->ok && !s->started)
-        h->ok = false, h->state = "starting";
+    h->ok = strcmp(h->state, "ok") == 0;
     h->group_known = s->group_known;
     h->group_index = s->group_idx;
     if (s->group_known)

@@ -514,8 +514,10 @@ struct store_rec *store_list(const struct store *s, size_t *n)
 {
     struct store_rec *v = xcalloc(s->n ? s->n : 1, sizeof(*v));
 
-    memcpy(v, s->v, s->n * sizeof(*v));
-    qsort(v, s->n, sizeof(*v), rec_cmp);
+    if (s->n) {
+        memcpy(v, s->v, s->n * sizeof(*v));
+        qsort(v, s->n, sizeof(*v), rec_cmp);
+    }
     *n = s->n;
     return v;
 }

@@ -31,6 +31,8 @@ Control socket (one line per request, one line of reply):
   garbage KIND [N]      the next N answers are garbage: random, tag, size,
                         short (announces more bytes than it sends)
   silent [N]            the next N commands get no answer at all
+  target ORDINAL|any    slow, fail, garbage and silent hit only this
+                        ordinal (VTPM_NEW, ...); default any
   open UUID | close UUID  a vTPM whose stub domain is connected (DEL: 9)
   add UUID [GROUP]      a vTPM made behind the client's back
   drop UUID             a vTPM lost behind the client's back
@@ -134,6 +136,7 @@ class Fake:
         self.fail_status, self.fail_n = 0, 0
         self.garbage_kind, self.garbage_n = None, 0
         self.silent_n = 0
+        self.target = None  # the faults hit only this ordinal's name
         self.forbidden = 0
         self.commands = {}
         self.bad_requests = 0
@@ -226,7 +229,7 @@ class Fake:
         if tag == TAG_REQ2:
             if not self.conn_admin:
                 out = hdr(tag + 3, 10, ST_AUTHFAIL)
-            elif self.fail_n and ordinal in ORD:
+            elif self.fail_n and ordinal in ORD and self.hit(ordinal):
                 self.fail_n -= 1
                 out = rsp(self.fail_status)
             else:
@@ -238,6 +241,9 @@ class Fake:
         status = struct.unpack(">I", out[6:10])[0]
         log("conn=%d cmd=%s len=%d status=%d" % (self.connections, name, len(req), status))
         return out
+
+    def hit(self, ordinal):
+        return self.target is None or ORD.get(ordinal) == self.target
 
     def garble(self, out):
         kind, self.garbage_n = self.garbage_kind, self.garbage_n - 1
@@ -268,7 +274,10 @@ class Fake:
         ev = p.poll(0)
         return bool(ev) and (ev[0][1] & select.POLLHUP) and not (ev[0][1] & select.POLLIN)
 
-    def answer(self, master, out):
+    def answer(self, master, out, ordinal=None):
+        if ordinal is not None and not self.hit(ordinal):
+            self.write(master, out)
+            return
         if self.silent_n:
             self.silent_n -= 1
             log("silent: no answer")
@@ -291,6 +300,9 @@ class Fake:
                     return
         if self.garbage_n:
             out = self.garble(out)
+        self.write(master, out)
+
+    def write(self, master, out):
         try:
             os.write(master, out)
         except OSError as e:
@@ -311,7 +323,8 @@ class Fake:
             if len(self.buf) < size:
                 return
             req, self.buf = self.buf[:size], self.buf[size:]
-            self.answer(master, self.handle(req))
+            ordinal = struct.unpack(">I", req[6:10])[0]
+            self.answer(master, self.handle(req), ordinal)
 
     # ---- control -----------------------------------------------------
 
@@ -336,6 +349,9 @@ class Fake:
         if c == "garbage":
             self.garbage_kind = a[0]
             self.garbage_n = int(a[1]) if len(a) > 1 else 1
+            return "ok"
+        if c == "target":
+            self.target = None if a[0] == "any" else a[0]
             return "ok"
         if c == "silent":
             self.silent_n = int(a[0]) if a else 1

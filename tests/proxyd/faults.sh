@@ -11,6 +11,8 @@ fake_start
 write_conf
 proxyd_start
 create "$(uuidgen_)" > /dev/null
+# The faults below hit VTPM_NEW (a create also sends GROUP_SHOW first).
+fakectl target VTPM_NEW > /dev/null
 
 # No admin flag: every management command is refused (tag + 3, status 1).
 fakectl admin off > /dev/null
@@ -30,7 +32,7 @@ pass "no admin flag: 502 naming it, health 503 refused; back to ok with the flag
 # A failing status, with no effect.
 fakectl fail 9 1 > /dev/null
 expect 502 POST /v1/vtpms "{\"instance_uuid\": \"$(uuidgen_)\", \"host\": \"h\"}"
-jget 'j["error"]["message"]' | grep -q "status 9" || fail "status 9: $(cat "$T/body")"
+jget 'j["error"]["message"]' | grep -q "refused VTPM_NEW: status 9" || fail "status 9: $(cat "$T/body")"
 pass "status 9 on VTPM_NEW: 502"
 
 # Slow: the answer comes after vtpmmgr.timeout (1s): 504. Meanwhile the
