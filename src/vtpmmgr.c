@@ -560,21 +560,20 @@ static void vtpmmgr_no_answer(struct vtpmmgr_req *req, int sock_err)
         vtpmmgr_attempt_failed(req, permanent ? VTPMMGR_ERR_PERMANENT : VTPMMGR_ERR_TRANSIENT, msg);
         return;
     }
-    if (req->ssl && SSL_get_state(req->ssl) != TLS_ST_BEFORE && !SSL_is_init_finished(req->ssl)) {
-        xasprintf(&msg, "TLS handshake with %s did not complete (connection closed)", m->display);
-    } else if (req->ssl && SSL_is_init_finished(req->ssl) && !m->has_client_cert &&
-               !(req->http_error_set && req->http_error == EVREQ_HTTP_TIMEOUT)) {
-        /* A proxy that wants a client certificate sends its refusal
-         * after the handshake; a reset can overtake that alert. */
-        xasprintf(&msg, "%s closed the connection without an answer (if it requires a client "
-                        "certificate, set vtpmmgr.tls.cert_file and key_file)", m->display);
-    } else if (req->http_error_set && req->http_error == EVREQ_HTTP_DATA_TOO_LONG) {
+    if (req->http_error_set && req->http_error == EVREQ_HTTP_DATA_TOO_LONG) {
         xasprintf(&msg, "answer from %s is larger than %d KiB", m->display, VTPMMGR_MAX_BODY / 1024);
         vtpmmgr_attempt_failed(req, VTPMMGR_ERR_PERMANENT, msg);
         return;
     } else if (req->http_error_set && req->http_error == EVREQ_HTTP_TIMEOUT) {
         xasprintf(&msg, "no answer from %s within %.1fs (vtpmmgr.timeout)", m->display,
                   (double)m->timeout_ms / 1000.0);
+    } else if (req->ssl && SSL_get_state(req->ssl) != TLS_ST_BEFORE && !SSL_is_init_finished(req->ssl)) {
+        xasprintf(&msg, "TLS handshake with %s did not complete (connection closed)", m->display);
+    } else if (req->ssl && SSL_is_init_finished(req->ssl) && !m->has_client_cert) {
+        /* A proxy that wants a client certificate sends its refusal
+         * after the handshake; a reset can overtake that alert. */
+        xasprintf(&msg, "%s closed the connection without an answer (if it requires a client "
+                        "certificate, set vtpmmgr.tls.cert_file and key_file)", m->display);
     } else if (req->http_error_set && req->http_error == EVREQ_HTTP_EOF) {
         xasprintf(&msg, "%s closed the connection without a complete answer", m->display);
     } else if (req->http_error_set) {

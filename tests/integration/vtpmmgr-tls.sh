@@ -61,6 +61,17 @@ expect_ok "https release"
 [ "$(fake_proxy_state live)" = 0 ] || fail "live $(fake_proxy_state live)"
 pass "HTTPS with the proxy's CA, IP address in the URL"
 
+fake_proxy_faults '{"huge_next": 1}'
+run "$T/ok.yaml" acquire $U1
+expect_refused "huge answer over TLS" "answer from $URL_IP is larger than 64 KiB"
+fake_proxy_faults '{"drop_next": 1}'
+run "$T/ok.yaml" acquire $U2
+expect_ok "dropped connection over TLS"
+[ "$RETRIES" -ge 1 ] || fail "dropped connection over TLS: not retried"
+run "$T/ok.yaml" release "${OUT#OK }"
+expect_ok "release"
+pass "over TLS too: oversized answer refused, dropped connection retried"
+
 # A host name: resolved without blocking (libevent's resolver reads
 # /etc/hosts), sent as SNI and checked against the certificate.
 if grep -Eq '^[[:space:]]*127\.0\.0\.1[[:space:]].*\blocalhost\b' /etc/hosts; then
