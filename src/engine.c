@@ -529,8 +529,19 @@ int remove_work(virConnectPtr conn, void *arg, char **err)
             return -ENOTCONN;
         }
         ret = virt_destroy_undefine(conn, j->name, err);
-        if (ret < 0)
+        if (ret == -EPERM) {
+            /* The name is held by a domain without vtpmd metadata (the
+             * define failed on it): nothing of ours to remove there, but
+             * the image still is ours. */
+            log_warn("domain name held by a domain that is not vtpmd's, left alone "
+                     "instance=%s domain=%s", j->uuid, j->name);
+            if (err) {
+                free(*err);
+                *err = NULL;
+            }
+        } else if (ret < 0) {
             return ret;
+        }
     }
     return image_remove(j->image_dir, j->uuid, err);
 }
