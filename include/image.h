@@ -20,7 +20,9 @@
  * with its blocks allocated and reading as zeros, durable (file and
  * directory fsync'd) when this returns. dir is created 0700 when missing
  * (its parents 0755); an existing dir that is a symlink, not owned by
- * the effective uid, or group/world-writable is refused.
+ * the effective uid, or group/world-writable is refused (-ELOOP, -EPERM),
+ * and so is one below an ancestor owned by another user than root or us,
+ * or writable by others without the sticky bit (-EPERM).
  *
  * Idempotent: an existing regular file of the right size and mode owned
  * by us is success. Anything else at that name (wrong size or mode, other

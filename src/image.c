@@ -97,6 +97,42 @@ static int image_mkdirs(const char *dir)
     return 1; /* created */
 }
 
+/* Every ancestor of dir must be as trusted as dir itself: owned by root
+ * or by us, and not writable by others unless sticky (as /tmp is). Else
+ * whoever owns one (say a /tmp/vtpmd-demo made by another user first)
+ * could swap it, or a symlink in it, and so redirect the image paths
+ * that are later handed to Xen. Symlinks are judged by their owner. */
+static int image_check_ancestors(const char *dir, char **err)
+{
+    char *p __autofree = xstrdup(dir);
+    uid_t me = geteuid();
+    struct stat st;
+    char *s;
+
+    for (s = strrchr(p, '/'); s; s = strrchr(p, '/')) {
+        *s = '\0';
+        if (lstat(*p ? p : "/", &st) < 0) {
+            int ret = -errno;
+
+            image_seterr(err, "cannot check %s: %s", *p ? p : "/", strerror(-ret));
+            return ret;
+        }
+        if (st.st_uid != 0 && st.st_uid != me) {
+            image_seterr(err, "%s (above image directory %s) is owned by uid %u; refusing to use it",
+                         *p ? p : "/", dir, (unsigned)st.st_uid);
+            return -EPERM;
+        }
+        if (S_ISDIR(st.st_mode) && (st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) {
+            image_seterr(err, "%s (above image directory %s) is writable by others (mode %04o); refusing to use it",
+                         *p ? p : "/", dir, (unsigned)(st.st_mode & 07777));
+            return -EPERM;
+        }
+        if (!*p)
+            break;
+    }
+    return 0;
+}
+
 /* Opens the image directory without following a symlink at its last
  * component, and checks that nobody else can plant files in it: images
  * are later handed to Xen by path, so whoever can write the directory
@@ -162,6 +198,9 @@ static int image_open_dir(const char *dir, bool create, int *fd_out, char **err)
                      dir, (unsigned)(st.st_mode & 07777));
         return -EPERM;
     }
+    ret = image_check_ancestors(dir, err);
+    if (ret < 0)
+        return ret;
     *fd_out = fd;
     fd = -1;
     return 0;

@@ -1100,7 +1100,7 @@ out:
 int vtpmmgr_new(struct event_base *base, const struct config *cfg, struct vtpmmgr **out)
 {
     struct vtpmmgr *m;
-    int ret;
+    int ret = -EINVAL;
 
     if (!base || !cfg)
         return -EINVAL;
@@ -1117,43 +1117,44 @@ int vtpmmgr_new(struct event_base *base, const struct config *cfg, struct vtpmmg
     m->retry_for_ms = cfg->vtpmmgr.retry_for_ms;
 
     if (m->provider == VTPMMGR_PROVIDER_LOCAL) {
-        *out = m;
-        return 0;
+        ret = 0;
+        goto out;
     }
     if (m->provider != VTPMMGR_PROVIDER_KEYLIME_PROXY || !cfg->vtpmmgr.url) {
         log_error("vtpmmgr: provider keylime-proxy needs vtpmmgr.url");
-        ret = -EINVAL;
-        goto fail;
+        goto out;
     }
     ret = vtpmmgr_parse_url(m, cfg->vtpmmgr.url);
     if (ret < 0)
-        goto fail;
+        goto out;
     if (m->https) {
         ret = vtpmmgr_tls_init(m, &cfg->vtpmmgr.tls);
         if (ret < 0)
-            goto fail;
+            goto out;
     } else if (cfg->vtpmmgr.tls.ca_file || cfg->vtpmmgr.tls.cert_file) {
         log_warn("vtpmmgr: vtpmmgr.tls is set but vtpmmgr.url is http://: the proxy is reached without TLS");
     }
     if (m->authorization && !m->https)
         log_warn("vtpmmgr: vtpmmgr.url carries credentials over plain http://");
-    /* An asynchronous resolver, so that a slow DNS server never blocks
-     * the loop (libevent falls back to blocking getaddrinfo without one).
-     * It reads /etc/resolv.conf and /etc/hosts, not NSS. */
+    /* Our own asynchronous resolver for a host name (see
+     * vtpmmgr_start_attempt); an IP address needs none. */
     if (!m->host_is_ip) {
         m->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
         if (!m->dns) {
             log_error("vtpmmgr: cannot set up the DNS resolver for host=%s", m->connect_host);
             ret = -EINVAL;
-            goto fail;
+            goto out;
         }
     }
     log_info("vtpmmgr: proxy url=%s api=%s timeout_ms=%llu retry_for_ms=%llu", m->display,
              m->api == VTPMMGR_API_V1 ? "v1" : "legacy", (unsigned long long)m->timeout_ms,
              (unsigned long long)m->retry_for_ms);
+    ret = 0;
+out:
+    if (ret < 0) {
+        vtpmmgr_free(m);
+        return ret;
+    }
     *out = m;
     return 0;
-fail:
-    vtpmmgr_free(m);
-    return ret;
 }

@@ -413,6 +413,53 @@ static void test_dir_unsafe(void **state)
     free(err);
 }
 
+static void test_ancestors(void **state)
+{
+    struct fixture *f = *state;
+    char *parent, *dir, *err = NULL;
+
+    /* Writable by others without the sticky bit: refused, nothing made. */
+    xasprintf(&parent, "%s/shared", f->root);
+    xasprintf(&dir, "%s/images", parent);
+    assert_int_equal(mkdir(parent, 0700), 0);
+    assert_int_equal(chmod(parent, 0777), 0);
+    assert_int_equal(image_create(dir, U1, SIZE, NULL, &err), -EPERM);
+    assert_non_null(strstr(err, "(above image directory"));
+    assert_non_null(strstr(err, "is writable by others (mode 0777)"));
+    free(err);
+    err = NULL;
+    /* Sticky, like /tmp: fine. */
+    assert_int_equal(chmod(parent, 01777), 0);
+    assert_int_equal(image_create(dir, U1, SIZE, NULL, &err), 0);
+    assert_int_equal(chmod(parent, 0755), 0);
+
+    if (geteuid() == 0) {
+        char *link, *ldir;
+
+        /* An ancestor owned by someone else. */
+        assert_int_equal(chown(parent, 65534, 65534), 0);
+        assert_int_equal(image_create(dir, U2, SIZE, NULL, &err), -EPERM);
+        assert_non_null(strstr(err, "is owned by uid 65534"));
+        free(err);
+        err = NULL;
+        assert_int_equal(chown(parent, 0, 0), 0);
+
+        /* A symlink on the way, owned by someone else. */
+        xasprintf(&link, "%s/link", f->root);
+        xasprintf(&ldir, "%s/images", link);
+        assert_int_equal(symlink(parent, link), 0);
+        assert_int_equal(image_create(ldir, U2, SIZE, NULL, &err), 0);
+        assert_int_equal(lchown(link, 65534, 65534), 0);
+        assert_int_equal(image_create(ldir, U3, SIZE, NULL, &err), -EPERM);
+        assert_non_null(strstr(err, "link (above image directory"));
+        free(err);
+        free(link);
+        free(ldir);
+    }
+    free(parent);
+    free(dir);
+}
+
 static void test_invalid_uuid(void **state)
 {
     struct fixture *f = *state;
@@ -586,6 +633,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_create_symlink_at_tmp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dir_symlink, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dir_unsafe, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ancestors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_uuid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_enospc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fallocate_unsupported, setup, teardown),
