@@ -22,12 +22,20 @@ CLEANFILES += contrib/systemd/vtpmd.service
 EXTRA_DIST += contrib/systemd/vtpmd.service.in
 
 TESTS += tests/integration/ops-notify.sh tests/integration/ops-hook.sh \
-	tests/integration/ops-vtpmctl.sh tests/integration/ops-metrics.sh
+	tests/integration/ops-vtpmctl.sh tests/integration/ops-metrics.sh \
+	tests/integration/ops-listener.sh
 EXTRA_DIST += tests/integration/ops-notify.sh tests/tools/notify_reader.py \
 	tests/integration/ops-hook.sh contrib/openstack/libvirt-hooks/libxl \
-	tests/integration/ops-vtpmctl.sh tests/integration/ops-metrics.sh
+	tests/integration/ops-vtpmctl.sh tests/integration/ops-metrics.sh \
+	tests/integration/ops-listener.sh
 
 # vtpmctl watch: librabbitmq-c (blocking API) and vtpmd's own
 # configuration reader (config.o, with cfg from libvtpmcommon.a).
 vtpmctl_CFLAGS += $(RABBITMQ_CFLAGS) $(YAML_CFLAGS)
 vtpmctl_LDADD += libvtpmd.a libvtpmcommon.a $(YAML_LIBS) $(RABBITMQ_LIBS) $(OPENSSL_LIBS)
+
+# Status consumers: documentation and an example listener.
+dist_doc_DATA += docs/status.md
+examplesdir = $(docdir)/examples
+dist_examples_SCRIPTS = contrib/examples/status_listener.py
+dist_man_MANS += docs/vtpmctl.1
