@@ -13,7 +13,9 @@
  * vtpmmgr); its release is a no-op.
  *
  * Callbacks always run from the event loop, never inside the call that
- * started the request, so callers never re-enter themselves. */
+ * started the request, so callers never re-enter themselves. At most 32
+ * connections to the proxy are open at once; further requests wait in
+ * order. Not thread-safe: call it from the loop's thread only. */
 #ifndef VTPMD_VTPMMGR_H
 #define VTPMD_VTPMMGR_H
 
