@@ -93,6 +93,10 @@ int virt_define_start(virConnectPtr conn, const char *xml, const char *name, cha
 /* Destroys and undefines; idempotent: a missing domain is success.
  * -EPERM for a domain without vtpmd metadata: vtpmd removes only its own. */
 int virt_destroy_undefine(virConnectPtr conn, const char *name, char **err);
+/* The same, and -EPERM too when the metadata names another instance than
+ * instance_uuid (lower-case canonical; NULL: any). */
+int virt_destroy_undefine_for(virConnectPtr conn, const char *name, const char *instance_uuid,
+                              char **err);
 /* The domain XML as libvirt has it now; -ENOENT when missing. */
 int virt_get_xml(virConnectPtr conn, const char *name, char **xml_out, char **err);
 

@@ -528,11 +528,11 @@ int remove_work(virConnectPtr conn, void *arg, char **err)
             xasprintf(err, "libvirt is not connected");
             return -ENOTCONN;
         }
-        ret = virt_destroy_undefine(conn, j->name, err);
+        ret = virt_destroy_undefine_for(conn, j->name, j->uuid, err);
         if (ret == -EPERM) {
-            /* The name is held by a domain without vtpmd metadata (the
-             * define failed on it): nothing of ours to remove there, but
-             * the image still is ours. */
+            /* The name is held by a domain without this instance's vtpmd
+             * metadata (the define failed on it): nothing of ours to
+             * remove there, but the image still is ours. */
             log_warn("domain name held by a domain that is not vtpmd's, left alone "
                      "instance=%s domain=%s", j->uuid, j->name);
             if (err) {

@@ -721,14 +721,28 @@ int virt_define_start(virConnectPtr conn, const char *xml, const char *name, cha
     return 0;
 }
 
-/* Whether dom carries vtpmd metadata: 1 yes, 0 no, <0 error. */
-static int virt_has_metadata(virConnectPtr conn, virDomainPtr dom, char **err)
+/* Whether dom carries vtpmd metadata (of instance_uuid, when not NULL):
+ * 1 yes, 0 no, <0 error. */
+static int virt_has_metadata(virConnectPtr conn, virDomainPtr dom, const char *instance_uuid,
+                             char **err)
 {
     char *m = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, DOMXML_NS_URI, 0);
 
     if (m) {
+        struct domxml_meta meta;
+        int ours = 1;
+
+        /* Another instance's domain (an orphan, or a name template that
+         * collided) is not this instance's to remove. */
+        if (instance_uuid) {
+            ours = 0;
+            if (domxml_parse_metadata(m, &meta) == 0) {
+                ours = strcmp(meta.instance_uuid, instance_uuid) == 0;
+                domxml_meta_clear(&meta);
+            }
+        }
         free(m);
-        return 1;
+        return ours;
     }
     if (virt_last_code() == VIR_ERR_NO_DOMAIN_METADATA) {
         virResetLastError();
@@ -738,6 +752,12 @@ static int virt_has_metadata(virConnectPtr conn, virDomainPtr dom, char **err)
 }
 
 int virt_destroy_undefine(virConnectPtr conn, const char *name, char **err)
+{
+    return virt_destroy_undefine_for(conn, name, NULL, err);
+}
+
+int virt_destroy_undefine_for(virConnectPtr conn, const char *name, const char *instance_uuid,
+                              char **err)
 {
     virDomainPtr dom __autodom = NULL;
     int ret, active;
@@ -751,11 +771,12 @@ int virt_destroy_undefine(virConnectPtr conn, const char *name, char **err)
         ret = virt_error(conn, "lookup", err);
         goto gone;
     }
-    if ((ret = virt_has_metadata(conn, dom, err)) <= 0) {
+    if ((ret = virt_has_metadata(conn, dom, instance_uuid, err)) <= 0) {
         if (ret == 0) {
             if (err) {
                 free(*err);
-                xasprintf(err, "destroy: domain '%s' has no vtpmd metadata; not ours", name);
+                xasprintf(err, "destroy: domain '%s' has no vtpmd metadata%s; not ours", name,
+                          instance_uuid ? " of this instance" : "");
             }
             return -EPERM;
         }
