@@ -698,14 +698,8 @@ static enum novamsg_fast fast_inner(struct fast *f, const char *src,
         if (!complete && !stopped && n == sizeof(in))
             stopped = true; /* too big for the filter */
         r = jsmn_parse(&f->p, in, n, f->tok, FAST_TOKENS);
-        if (r == JSMN_ERROR_INVAL)
+        if (r == JSMN_ERROR_INVAL || scan_top(f) < 0)
             return NOVAMSG_FAST_UNDECIDED;
-        switch (scan_top(f)) {
-        case -1:
-            return NOVAMSG_FAST_UNDECIDED;
-        default:
-            break;
-        }
         if (!need_payload) {
             st = decide_top(f, reason);
             if (st == STEP_IRRELEVANT)
