@@ -39,3 +39,10 @@ dist_doc_DATA += docs/status.md
 examplesdir = $(docdir)/examples
 dist_examples_SCRIPTS = contrib/examples/status_listener.py
 dist_man_MANS += docs/vtpmctl.1
+
+# OpenStack: the libvirt hook (tested above), the Nova stable/wallaby
+# patch (its config class with python3-nova, its client with vtpmd),
+# DevStack plugin and examples.
+TESTS += tests/openstack/nova-patch.sh
+EXTRA_DIST += tests/openstack/nova-patch.sh tests/openstack/nova_patch.py \
+	contrib/openstack/nova/0001-libvirt-Xen-split-driver-vTPM-from-vtpmd.patch
