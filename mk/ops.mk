@@ -46,3 +46,8 @@ dist_man_MANS += docs/vtpmctl.1
 TESTS += tests/openstack/nova-patch.sh
 EXTRA_DIST += tests/openstack/nova-patch.sh tests/openstack/nova_patch.py \
 	contrib/openstack/nova/0001-libvirt-Xen-split-driver-vTPM-from-vtpmd.patch
+TESTS += tests/openstack/examples.sh
+EXTRA_DIST += tests/openstack/examples.sh \
+	contrib/openstack/devstack/plugin.sh contrib/openstack/devstack/settings \
+	contrib/openstack/examples/vtpmd.yaml contrib/openstack/examples/nova.conf
+dist_doc_DATA += docs/openstack.md
