@@ -23,6 +23,11 @@ as kombu publishes them).
       "live"|"deleted"}, "malformed": M}. With --malformed, M malformed
       messages of many kinds are interleaved.
 
+  fault_burst.py send --url URL --fixtures DIR EVENT:UUID...
+      Publishes copies (both formats) for the given instances, with
+      publisher confirms. EVENT: create.start, create.end, delete.start,
+      delete.end, or delete (delete.start then delete.end).
+
   fault_burst.py check --plan FILE [--plan FILE...] [--failed FILE...]
         --vtpmctl PATH
         --socket PATH --images DIR [--fake-ctl PORT] [--status FILE]
@@ -200,6 +205,28 @@ def cmd_burst(a):
     return 0
 
 
+def cmd_send(a):
+    import pika
+    tpl, _ = load_templates(a.fixtures)
+    conn = pika.BlockingConnection(pika.URLParameters(a.url))
+    ch = conn.channel()
+    ch.confirm_delivery()
+    for w in a.events:
+        ev, _, u = w.partition(":")
+        str(uuid.UUID(u))
+        kinds = ["delete.start", "delete.end"] if ev == "delete" else [ev]
+        for k in kinds:
+            if k not in KINDS:
+                raise SystemExit("unknown event %r" % ev)
+            for f in ("legacy", "versioned"):
+                t = tpl[(k, f)]
+                ch.basic_publish("nova", t["routing_key"], copy_of(t, u), pika.BasicProperties(
+                    content_type=t["content_type"], content_encoding=t["content_encoding"],
+                    delivery_mode=2, priority=0), mandatory=True)
+    conn.close()
+    return 0
+
+
 def ctl(a, *args):
     p = subprocess.run([a.vtpmctl, "-s", a.socket, "--json"] + list(args),
                        capture_output=True, text=True, timeout=60)
@@ -365,6 +392,10 @@ def main():
     b.add_argument("--malformed", type=int, default=0)
     b.add_argument("--max-size", type=int, default=65536)
     b.add_argument("--plan", required=True)
+    e = sub.add_parser("send")
+    e.add_argument("--url", required=True)
+    e.add_argument("--fixtures", required=True)
+    e.add_argument("events", nargs="+")
     c = sub.add_parser("check")
     c.add_argument("--plan", action="append", default=[])
     c.add_argument("--failed", action="append", default=[])
@@ -375,7 +406,7 @@ def main():
     c.add_argument("--status")
     c.add_argument("--show", type=int, default=0, metavar="N")
     a = ap.parse_args()
-    return cmd_burst(a) if a.cmd == "burst" else cmd_check(a)
+    return {"burst": cmd_burst, "send": cmd_send, "check": cmd_check}[a.cmd](a)
 
 
 if __name__ == "__main__":
