@@ -57,6 +57,9 @@ TESTS += $(PROXYD_UNIT)
 PROXYD_IT = tests/proxyd/cli.sh tests/proxyd/api.sh tests/proxyd/faults.sh \
 	tests/proxyd/tls.sh tests/proxyd/reconcile.sh tests/proxyd/crash.sh \
 	tests/proxyd/valgrind.sh
+# End to end with vtpmd (keylime-proxy, api v1), RabbitMQ and libvirt's
+# test driver, vtpm-proxyd killed mid-burst.
+PROXYD_IT += tests/integration/proxyd-e2e.sh
 TESTS += $(PROXYD_IT)
 EXTRA_DIST += $(PROXYD_IT) tests/proxyd/lib.sh tests/proxyd/fake_vtpmmgr.py \
 	tests/proxyd/burst.py

@@ -588,9 +588,12 @@ int api_new(struct event_base *base, const struct pconfig *cfg,
     evhttp_set_max_body_size(a->http, HTTP_MAX_BODY);
     evhttp_set_max_headers_size(a->http, HTTP_MAX_HEADERS);
     evhttp_set_timeout(a->http, HTTP_TIMEOUT_S);
+    /* Every method reaches dispatch(), which answers 405 in JSON (evhttp
+     * itself would answer 501 in HTML). */
     evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
                                             EVHTTP_REQ_DELETE | EVHTTP_REQ_PUT |
-                                            EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD);
+                                            EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE);
     evhttp_set_gencb(a->http, dispatch, a);
     if (a->ssl)
         evhttp_set_bevcb(a->http, tls_bevcb, a);

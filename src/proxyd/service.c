@@ -360,7 +360,7 @@ static int list_all(struct job *j, struct service_uuids *out)
             size_t n;
             int st = cmd(j, req, mgrproto_vtpm_list(req, j->group_idx, offset), &rsp);
 
-            if (st < 0 || st != 0) {
+            if (st != 0) {
                 if (st > 0)
                     fail_status(j, MGRPROTO_ORD_VTPM_LIST, (uint32_t)st);
                 free(l.v);
@@ -452,12 +452,10 @@ static void work_create(void *arg)
         goto out;
     }
     if (ret < 0) {
-        resultf(j, SERVICE_INTERNAL, "cannot record vTPM %s: %s: %s", u, why,
-                strerror(-ret));
         /* Unrecorded, it would be an orphan: take it back. */
-        st = del_vtpm(j, j->rec.uuid);
-        if (st != 0)
+        if (del_vtpm(j, j->rec.uuid) != 0)
             log_error("cannot delete an unrecorded vTPM, it is an orphan now vtpm=%s", u);
+        /* Written after del_vtpm, which may have set its own result. */
         resultf(j, SERVICE_INTERNAL, "cannot record vTPM %s: %s: %s", u, why,
                 strerror(-ret));
         goto out;

@@ -46,7 +46,8 @@ fakectl() { "$PYTHON" "$FAKE" ctl "$T/fake.ctl" "$@"; }
 # fake_live: the UUIDs vtpmmgr (the fake) holds in all groups, sorted.
 fake_live() {
     fakectl list | "$PYTHON" -c '
-import json, sys
+import json, signal, sys
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # for grep -q downstream
 s = json.load(sys.stdin)
 for u in sorted(u for g in s["groups"] for u in g["vtpms"]):
     print(u)'
