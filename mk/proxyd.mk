@@ -84,4 +84,4 @@ contrib/systemd/vtpm-proxyd.service: contrib/systemd/vtpm-proxyd.service.in Make
 	    -e 's|@localstatedir[@]|$(localstatedir)|g' \
 	    $(srcdir)/contrib/systemd/vtpm-proxyd.service.in > $@.tmp && mv $@.tmp $@
 CLEANFILES += contrib/systemd/vtpm-proxyd.service
-EXTRA_DIST += contrib/systemd/vtpm-proxyd.service.in docs/openstack.md
+EXTRA_DIST += contrib/systemd/vtpm-proxyd.service.in
