@@ -32,7 +32,7 @@ GOOD=20         # good instances in the warm-up (half of them deleted
                 # test:///default domain, a tombstone: ~6 kB measured) is
                 # not the growth this test looks for
 GOOD2=6
-SLACK_KB=${FAULT_RSS_SLACK_KB:-512}
+SLACK_KB=${FAULT_RSS_SLACK_KB:-256}
 echo "# seed $SEED (FAULT_SEED=$SEED repeats this run)"
 
 listener_start
