@@ -428,7 +428,8 @@ static int cmd_watch(const struct opts *o, const char *only_uuid)
     long seen = 0;
     int ret = VTPMCTL_FAILURE;
 
-    if (o->url == NULL || exchange == NULL || topic == NULL || o->config_path) {
+    /* --url alone needs no configuration file: defaults for the rest. */
+    if (o->url == NULL || o->config_path) {
         const char *path = o->config_path ? o->config_path : VTPMD_CONFIG_FILE;
         if (config_load(path, &cfg, &errs) < 0) {
             for (size_t i = 0; i < errs.n; i++)
@@ -436,8 +437,7 @@ static int cmd_watch(const struct opts *o, const char *only_uuid)
             fprintf(stderr, "vtpmctl: cannot read vtpmd's configuration %s%s\n", path,
                     o->url ? "" : " (or give the broker with --url)");
             cfg_errors_free(&errs);
-            if (o->url == NULL || o->config_path)
-                return VTPMCTL_FAILURE;
+            return VTPMCTL_FAILURE;
         }
     }
     if (exchange == NULL)
