@@ -3,6 +3,6 @@
 # against the real broker and the real vtpmd binary.
 FAULT_TESTS = tests/integration/fault-kill.sh tests/integration/fault-broker.sh \
 	tests/integration/fault-outage.sh tests/integration/fault-malformed.sh \
-	tests/integration/fault-steps.sh
+	tests/integration/fault-steps.sh tests/integration/fault-valgrind.sh
 TESTS += $(FAULT_TESTS)
 EXTRA_DIST += $(FAULT_TESTS) tests/tools/fault_burst.py
