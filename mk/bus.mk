@@ -22,7 +22,17 @@ tests_tools_bus_peer_LDADD = $(VTPMD_LIBS)
 BUS_ITESTS = tests/integration/bus-consume.sh tests/integration/bus-status.sh \
 	tests/integration/bus-restart.sh tests/integration/bus-cut.sh \
 	tests/integration/bus-connect.sh tests/integration/bus-topology.sh \
-	tests/integration/bus-dlx.sh tests/integration/bus-ackwin.sh
+	tests/integration/bus-dlx.sh tests/integration/bus-ackwin.sh \
+	tests/integration/bus-tls.sh tests/integration/bus-blocked.sh \
+	tests/integration/bus-bench-smoke.sh
 TESTS += $(BUS_ITESTS)
 EXTRA_DIST += $(BUS_ITESTS) tests/integration/bus-lib.sh \
 	tests/tools/bus_amqp.py tests/tools/bus_proxy.py
+
+# Consume throughput (bench/bench-consume.sh; figures in docs/performance.md).
+noinst_PROGRAMS += bench/bench_consume
+bench_bench_consume_SOURCES = bench/bench_consume.c
+bench_bench_consume_CFLAGS = $(libvtpmd_a_CFLAGS) \
+	-DFIXTURE_DIR='"$(abs_top_srcdir)/tests/fixtures/nova"'
+bench_bench_consume_LDADD = $(VTPMD_LIBS)
+EXTRA_DIST += bench/bench-consume.sh bench/bench_oslo.py

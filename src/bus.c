@@ -1736,9 +1736,8 @@ static void bus_io_cb(evutil_socket_t fd, short what, void *arg)
     struct bus *b = arg;
     struct timeval zero = {0, 0};
     int budget = BUS_READ_BUDGET;
+    bool got = (what & EV_READ) != 0;
 
-    if (what & EV_READ)
-        b->last_rx = bus_now_ms();
     while (b->conn && !b->dead) {
         amqp_frame_t f;
         int r = amqp_simple_wait_frame_noblock(b->conn, &f, &zero);
@@ -1749,7 +1748,7 @@ static void bus_io_cb(evutil_socket_t fd, short what, void *arg)
             bus_fail(b, LOG_LEVEL_WARNING, "%s", amqp_error_string2(r));
             break;
         }
-        b->last_rx = bus_now_ms();
+        got = true;
         bus_on_frame(b, &f);
         /* Nothing of this frame is referenced any more (assembly copies
          * what it keeps); without this the channel's pool only grows
@@ -1762,6 +1761,8 @@ static void bus_io_cb(evutil_socket_t fd, short what, void *arg)
             break;
         }
     }
+    if (got)
+        b->last_rx = bus_now_ms();
 }
 
 /* ------------------------------------------------------------------ */
