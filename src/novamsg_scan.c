@@ -17,6 +17,9 @@
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "novamsg_priv.h"
 
@@ -124,19 +127,38 @@ static size_t utf8_valid(const unsigned char *s, size_t avail)
     return n;
 }
 
-#define ONES 0x0101010101010101ull
-#define HIGHS 0x8080808080808080ull
-
-/* True when none of the 8 bytes in v is a quote, a backslash, a control
- * character or non-ASCII (the classic "has zero byte" bit trick). */
-static bool plain8(uint64_t v)
+/* Length of the run of plain characters at s: up to the first quote,
+ * backslash, control character or non-ASCII byte (len if none). Sixteen
+ * bytes at a time where SSE2 is there: the envelope's one long escaped
+ * string is most of every body. */
+static size_t plain_run(const char *s, size_t len)
 {
-    uint64_t q = v ^ (ONES * '"'), b = v ^ (ONES * '\\');
+    size_t i = 0;
 
-    /* A byte below 0x20 borrows into its high bit; bytes from 0x80 have it
-     * already. False alarms (after a borrow) only cost the slow path. */
-    return ((((q - ONES) & ~q) | ((b - ONES) & ~b) | (v - ONES * 0x20) | v) &
-            HIGHS) == 0;
+#ifdef __SSE2__
+    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
+    const __m128i space = _mm_set1_epi8(0x20);
+
+    for (; i + 16 <= len; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        /* Signed compare: bytes from 0x80 are negative, so "below space"
+         * catches control characters and non-ASCII alike. */
+        __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote),
+                                              _mm_cmpeq_epi8(v, bslash)),
+                                 _mm_cmplt_epi8(v, space));
+        unsigned mask = (unsigned)_mm_movemask_epi8(m);
+
+        if (mask)
+            return i + (size_t)__builtin_ctz(mask);
+    }
+#endif
+    for (; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (c == '"' || c == '\\' || c < 0x20 || c >= 0x80)
+            break;
+    }
+    return i;
 }
 
 /* Scans the JSON string starting at s[*i] == '"' as jansson (without
@@ -152,16 +174,7 @@ static bool scan_string(const char *s, size_t len, size_t *i, size_t *start,
     while (p < len) {
         unsigned char c;
 
-        /* Eight plain ASCII characters at a time: the envelope's one long
-         * string is most of every body. */
-        while (p + 8 <= len) {
-            uint64_t v;
-
-            memcpy(&v, s + p, 8);
-            if (!plain8(v))
-                break;
-            p += 8;
-        }
+        p += plain_run(s + p, len - p);
         if (p >= len)
             break;
         c = (unsigned char)s[p];
@@ -299,6 +312,30 @@ static char *put_utf8(char *o, uint32_t cp)
     return o;
 }
 
+/* Copies s up to its first backslash (or all of it) to o and returns how
+ * many bytes that was. o may lag behind s but not run ahead of it within
+ * one buffer pair of the same length: 16-byte stores then stay inside. */
+static size_t copy_to_backslash(const char *s, size_t len, char *o)
+{
+    size_t i = 0;
+
+#ifdef __SSE2__
+    const __m128i bslash = _mm_set1_epi8('\\');
+
+    for (; i + 16 <= len; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        unsigned mask = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, bslash));
+
+        _mm_storeu_si128((__m128i *)(void *)(o + i), v);
+        if (mask)
+            return i + (size_t)__builtin_ctz(mask);
+    }
+#endif
+    for (; i < len && s[i] != '\\'; i++)
+        o[i] = s[i];
+    return i;
+}
+
 int novamsg_json_unescape(const char *s, size_t len, char *out,
                           size_t *out_len)
 {
@@ -306,11 +343,9 @@ int novamsg_json_unescape(const char *s, size_t len, char *out,
     size_t i = 0;
 
     while (i < len) {
-        const char *bs = memchr(s + i, '\\', len - i);
-        size_t run = bs ? (size_t)(bs - (s + i)) : len - i;
+        size_t run = copy_to_backslash(s + i, len - i, o);
         uint32_t cp;
 
-        memcpy(o, s + i, run);
         o += run;
         i += run;
         if (i >= len)
@@ -653,7 +688,15 @@ static enum novamsg_fast fast_inner(struct fast *f, const char *src,
             want = sizeof(in);
         while (n < want) {
             unsigned char c;
+            size_t run = plain_run(src, (size_t)(end - src));
 
+            if (run > want - n)
+                run = want - n;
+            memcpy(in + n, src, run);
+            n += run;
+            src += run;
+            if (n >= want)
+                break;
             if (src >= end) {
                 stopped = true; /* unterminated: the full decoder says why */
                 break;
@@ -667,7 +710,7 @@ static enum novamsg_fast fast_inner(struct fast *f, const char *src,
                 stopped = true;
                 break;
             }
-            if (c != '\\') {
+            if (c != '\\') { /* non-ASCII: the full decoder validates it */
                 in[n++] = (char)c;
                 src++;
                 continue;
