@@ -51,3 +51,27 @@ stop_peer $PEER_PID
 grep -q '^stats delivered=5 acked=2 rejected=4 ' "$T/peer-events.log" ||
     fail "stats: $(grep '^stats' "$T/peer-events.log")"
 pass "goes on consuming; stats count the rejects"
+
+# The daemon itself: novamsg_decode decides what is malformed.
+bus_config "$T/vtpmd.yaml" "$BROKER_URL" \
+    "notifications: {dead_letter_exchange: vtpmd.dlx2, max_message_size: 4KiB, queue: vtpmd.daemon}"
+"$VTPMD" -c "$T/vtpmd.yaml" > "$T/daemon.log" 2>&1 &
+dpid=$!
+stop_daemon() { kill -9 $dpid 2>/dev/null; }
+add_cleanup stop_daemon
+wait_for "$T/daemon.log" 'amqp ready' 60 || fail "daemon not ready"
+amqp queue dead2 --bind 'vtpmd.dlx2:#' || fail "cannot bind dead2"
+amqp publish --exchange nova --key notifications.info --body 'not json at all' || fail "publish"
+amqp publish --exchange nova --key notifications.info --body '' || fail "publish"
+amqp publish --exchange nova --key notifications.info --size 5000 || fail "publish"
+amqp publish --exchange nova --key versioned_notifications.info \
+    --body-file "$top_srcdir/tests/fixtures/nova/genuine/02-boot-versioned-instance.create.start.json" ||
+    fail "publish"
+wait_queue dead2 messages 3 30 || fail "the daemon did not dead-letter the 3 malformed bodies"
+wait_queue vtpmd.daemon messages 0 30 || fail "the daemon left messages"
+kill -0 $dpid || fail "the daemon died"
+kill -TERM $dpid
+wait $dpid || fail "daemon exit status $?"
+grep -q 'amqp stopped delivered=3 acked=1 rejected=3' "$T/daemon.log" ||
+    fail "daemon summary: $(grep 'amqp stopped' "$T/daemon.log")"
+pass "the daemon dead-letters what novamsg_decode calls malformed and goes on"
