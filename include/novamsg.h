@@ -79,9 +79,11 @@ struct nova_event {
 /* Classifies one AMQP body. For NOVAMSG_RELEVANT, fills *ev (release it
  * with nova_event_clear()); otherwise *ev holds nothing to release, and
  * nova_event_clear() on it is harmless. *reason is always set: a short
- * static string or ev->why, for the log line.
+ * static string, or ev->why (valid until ev is cleared or reused), for
+ * the log line; it never holds control characters.
  * content_type: the AMQP property, NULL or "" when the publisher set none.
- * this_host: the configured host. max_size: notifications.max_message_size. */
+ * this_host: the configured host (exact match). max_size:
+ * notifications.max_message_size, 0 for no limit. */
 enum novamsg_class novamsg_decode(const void *body, size_t len,
                                   const char *content_type,
                                   const char *this_host, size_t max_size,
