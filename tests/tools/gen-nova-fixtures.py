@@ -227,8 +227,7 @@ class Generator:
                  "expect": expect(fmt)}
         self.entries.append(entry)
 
-    def expectation(self, key, kind, relevant_for, host, fault=None,
-                    name=True):
+    def expectation(self, key, kind, relevant_for, host, fault=None):
         """What vtpmd's decoder must report, from the scenario alone."""
         uuid, dbid, project, flavor_name, specs, image, meta = INSTANCES[key]
 
@@ -444,7 +443,6 @@ def main():
     shutil.rmtree(os.path.join(out, "genuine"), ignore_errors=True)
     os.makedirs(os.path.join(out, "genuine"))
     gen = Generator(conf, capture, out)
-    # Declare the default queues before anything is published.
     gen.run()
     index = {"generator": "tests/tools/gen-nova-fixtures.py",
              "transport": "rabbitmq" if args.broker else "kombu-memory",
