@@ -16,6 +16,7 @@ libproxyd_a_SOURCES = \
 	src/proxyd/store.c include/proxyd/store.h \
 	src/proxyd/pconfig.c include/proxyd/pconfig.h \
 	src/proxyd/service.c include/proxyd/service.h \
+	src/proxyd/service_work.c include/proxyd/service_priv.h \
 	src/proxyd/tlsctx.c include/proxyd/tlsctx.h \
 	src/proxyd/api.c include/proxyd/api.h \
 	src/proxyd/proxyd.c include/proxyd/proxyd.h
