@@ -28,6 +28,14 @@ as kombu publishes them).
       publisher confirms. EVENT: create.start, create.end, delete.start,
       delete.end, or delete (delete.start then delete.end).
 
+  fault_burst.py prebind --url URL [--exchange vtpmd]
+        [--queues notifications.info,notifications.error] [--wait S]
+      Connects as soon as the broker is back and declares the status
+      exchange and the oslo listener's queues as vtpmd and oslo.messaging
+      declare them (topic exchange and queues, not durable), bound by
+      their names: status notifications published before the listener
+      has reconnected wait there instead of being dropped as unroutable.
+
   fault_burst.py check --plan FILE [--plan FILE...] [--failed FILE...]
         --vtpmctl PATH
         --socket PATH --images DIR [--fake-ctl PORT] [--status FILE]
@@ -227,6 +235,31 @@ def cmd_send(a):
     return 0
 
 
+def cmd_prebind(a):
+    """Connects as soon as the broker listens again, and declares the
+    status exchange and an oslo notification listener's queues the way
+    vtpmd and oslo.messaging declare them."""
+    import time
+    import pika
+    deadline = time.monotonic() + a.wait
+    while True:
+        try:
+            conn = pika.BlockingConnection(pika.URLParameters(a.url))
+            break
+        except pika.exceptions.AMQPError:
+            if time.monotonic() > deadline:
+                raise SystemExit("broker not back within %d s" % a.wait)
+            time.sleep(0.05)
+    ch = conn.channel()
+    ch.exchange_declare(a.exchange, "topic", durable=False, auto_delete=False)
+    for q in a.queues.split(","):
+        ch.queue_declare(q, durable=False, auto_delete=False)
+        ch.queue_bind(q, a.exchange, q)
+    conn.close()
+    print("prebound %s: %s" % (a.exchange, a.queues))
+    return 0
+
+
 def ctl(a, *args):
     p = subprocess.run([a.vtpmctl, "-s", a.socket, "--json"] + list(args),
                        capture_output=True, text=True, timeout=60)
@@ -396,6 +429,11 @@ def main():
     e.add_argument("--url", required=True)
     e.add_argument("--fixtures", required=True)
     e.add_argument("events", nargs="+")
+    pb = sub.add_parser("prebind")
+    pb.add_argument("--url", required=True)
+    pb.add_argument("--exchange", default="vtpmd")
+    pb.add_argument("--queues", default="notifications.info,notifications.error")
+    pb.add_argument("--wait", type=int, default=180)
     c = sub.add_parser("check")
     c.add_argument("--plan", action="append", default=[])
     c.add_argument("--failed", action="append", default=[])
@@ -406,7 +444,8 @@ def main():
     c.add_argument("--status")
     c.add_argument("--show", type=int, default=0, metavar="N")
     a = ap.parse_args()
-    return {"burst": cmd_burst, "send": cmd_send, "check": cmd_check}[a.cmd](a)
+    return {"burst": cmd_burst, "send": cmd_send, "prebind": cmd_prebind,
+            "check": cmd_check}[a.cmd](a)
 
 
 if __name__ == "__main__":
