@@ -112,6 +112,7 @@ enum bus_rpc_kind {
     RPC_CONFIRM,
     RPC_CONSUME,
     RPC_CANCEL,
+    RPC_RECANCEL, /* basic.cancel before consuming again (new prefetch) */
     RPC_PROBE,
 };
 
@@ -180,6 +181,7 @@ struct bus {
     bool confirm_on;
     char *consumer_tag;
     bool cancel_done, close_sent;
+    bool reconsume; /* a new prefetch: cancel and consume again */
     bool blocked;
     unsigned heartbeat_s; /* negotiated */
     uint64_t last_rx, last_tx, ready_at;
@@ -753,6 +755,7 @@ static void bus_close_conn(struct bus *b)
     b->chan_open = 0;
     b->confirm_on = false;
     b->cancel_done = b->close_sent = false;
+    b->reconsume = false;
     b->blocked = false;
     b->heartbeat_s = 0;
     b->probe_phase = 0;
@@ -1120,6 +1123,24 @@ static void bus_declare_exchange(struct bus *b, amqp_channel_t ch, const char *n
             AMQP_EXCHANGE_DECLARE_OK_METHOD, what);
 }
 
+static void bus_send_consume(struct bus *b)
+{
+    amqp_basic_consume_t c;
+    char *what;
+
+    memset(&c, 0, sizeof(c));
+    c.queue = bytes_of(b->set.queue);
+    c.consumer_tag = amqp_empty_bytes; /* the broker names it */
+    c.no_ack = 0;
+    /* One vtpmd per queue: a second one (a mistake) is refused instead
+     * of silently taking half of the events. */
+    c.exclusive = 1;
+    c.arguments = amqp_empty_table;
+    xasprintf(&what, "basic.consume queue=%s exclusive=true", b->set.queue);
+    bus_rpc(b, BUS_CH_CONSUME, RPC_CONSUME, AMQP_BASIC_CONSUME_METHOD, &c,
+            AMQP_BASIC_CONSUME_OK_METHOD, what);
+}
+
 /* The topology, one synchronous method at a time; each reply calls this
  * again (a reconnect after a broker restart finds Nova's non-durable
  * exchange and its bindings gone, so everything is declared every time). */
@@ -1199,22 +1220,8 @@ static void bus_declare_next(struct bus *b)
                 AMQP_CONFIRM_SELECT_OK_METHOD, xstrdup("confirm.select"));
         return;
     }
-    {
-        amqp_basic_consume_t c;
-
-        memset(&c, 0, sizeof(c));
-        c.queue = bytes_of(s->queue);
-        c.consumer_tag = amqp_empty_bytes; /* the broker names it */
-        c.no_ack = 0;
-        /* One vtpmd per queue: a second one (a mistake) is refused
-         * instead of silently taking half of the events. */
-        c.exclusive = 1;
-        c.arguments = amqp_empty_table;
-        bus_set_state(b, BUS_CONSUMING);
-        xasprintf(&what, "basic.consume queue=%s exclusive=true", s->queue);
-        bus_rpc(b, BUS_CH_CONSUME, RPC_CONSUME, AMQP_BASIC_CONSUME_METHOD, &c,
-                AMQP_BASIC_CONSUME_OK_METHOD, what);
-    }
+    bus_set_state(b, BUS_CONSUMING);
+    bus_send_consume(b);
 }
 
 static void bus_ready(struct bus *b)
@@ -1593,8 +1600,24 @@ static void bus_on_rpc_reply(struct bus *b, amqp_channel_t ch, const amqp_method
             bus_declare_next(b);
         break;
     case RPC_QOS:
-        if (b->state == BUS_DECLARING)
+        if (b->state == BUS_DECLARING) {
             bus_declare_next(b);
+        } else if (b->state == BUS_READY && b->reconsume && b->consumer_tag) {
+            /* RabbitMQ applies a per-consumer prefetch to consumers
+             * started after basic.qos: consume again. Deliveries already
+             * received stay valid (same channel, same tags). */
+            amqp_basic_cancel_t c;
+
+            memset(&c, 0, sizeof(c));
+            c.consumer_tag = bytes_of(b->consumer_tag);
+            bus_rpc(b, BUS_CH_CONSUME, RPC_RECANCEL, AMQP_BASIC_CANCEL_METHOD, &c,
+                    AMQP_BASIC_CANCEL_OK_METHOD, xstrdup("basic.cancel (new prefetch)"));
+        }
+        break;
+    case RPC_RECANCEL:
+        b->reconsume = false;
+        if (b->state == BUS_READY)
+            bus_send_consume(b);
         break;
     case RPC_CONFIRM:
         b->confirm_on = true;
@@ -2122,6 +2145,7 @@ void bus_reconfigure(struct bus *b, const struct config *cfg)
         char *what;
 
         b->ack_batch = ack_batch_for(b->set.prefetch);
+        b->reconsume = true;
         xasprintf(&what, "basic.qos prefetch=%u", b->set.prefetch);
         bus_rpc(b, BUS_CH_CONSUME, RPC_QOS, AMQP_BASIC_QOS_METHOD, &q,
                 AMQP_BASIC_QOS_OK_METHOD, what);

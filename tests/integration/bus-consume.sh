@@ -62,10 +62,14 @@ sed -i 's/prefetch: 32/prefetch: 8/' "$T/vtpmd.yaml"
 kill -HUP $pid
 wait_for "$T/daemon.log" 'amqp prefetch changed prefetch=8' 30 || fail "prefetch not re-applied"
 grep -q 'amqp settings changed: reconnecting' "$T/daemon.log" && fail "a prefetch change reconnected"
+i=0
+until broker_ctl list_consumers -q queue_name prefetch_count | grep -Eq '^vtpmd.testhost[[:space:]]+8$'; do
+    i=$((i + 1)); [ $i -lt 20 ] || fail "consumer prefetch not 8: $(broker_ctl list_consumers -q)"; sleep 0.5
+done
 "$PYTHON" "$TOOLS/nova_emit.py" --url "$BROKER_URL" --host compute-8 \
     "create.start:$(cat /proc/sys/kernel/random/uuid)" > "$T/emit2.log" 2>&1 || fail "nova_emit"
 wait_queue vtpmd.testhost messages 0 60 || fail "deliveries after reload"
-pass "reload re-applies the prefetch"
+pass "reload re-applies the prefetch (basic.qos, consumer started again)"
 
 # A reload that changes the topology reconnects and re-declares.
 sed -i 's/^amqp:$/notifications: {topics: [versioned_notifications]}\namqp:/' "$T/vtpmd.yaml"
