@@ -20,6 +20,9 @@
 
 /* Start-up reconcile retries back off up to this. */
 #define RETRY_MAX_S 60
+/* Jobs waiting for vtpmmgr beyond this are refused (503): vtpmmgr does
+ * about a hundred commands a second at best, and clients time out. */
+#define MAX_JOBS 1024
 
 static void set_env(struct env *e, const struct pconfig *cfg)
 {
@@ -262,6 +265,24 @@ static void reply_now(service_cb cb, void *arg, enum service_code code,
     cb(&res, arg);
 }
 
+/* Refuses new work while stopping or when too much waits already. */
+static bool refuse(struct service *s, service_cb cb, void *arg)
+{
+    char msg[96];
+
+    if (s->stopping) {
+        reply_now(cb, arg, SERVICE_UNAVAILABLE, NULL, "vtpm-proxyd is shutting down");
+        return true;
+    }
+    if (jobq_pending(s->q) >= MAX_JOBS) {
+        snprintf(msg, sizeof(msg), "%d requests are already waiting for vtpmmgr",
+                 MAX_JOBS);
+        reply_now(cb, arg, SERVICE_UNAVAILABLE, NULL, msg);
+        return true;
+    }
+    return false;
+}
+
 static struct job *find_inflight(struct service *s, enum job_kind kind,
                                  const uint8_t *key)
 {
@@ -305,6 +326,8 @@ void service_create(struct service *s, const uint8_t *instance,
         add_waiter(j, cb, arg);
         return;
     }
+    if (refuse(s, cb, arg))
+        return;
     j = xcalloc(1, sizeof(*j));
     j->s = s;
     j->kind = JOB_CREATE;
@@ -322,10 +345,8 @@ void service_create_legacy(struct service *s, service_cb cb, void *arg)
 {
     struct job *j;
 
-    if (s->stopping) {
-        reply_now(cb, arg, SERVICE_UNAVAILABLE, NULL, "vtpm-proxyd is shutting down");
+    if (refuse(s, cb, arg))
         return;
-    }
     j = xcalloc(1, sizeof(*j));
     j->s = s;
     j->kind = JOB_LEGACY;
@@ -357,6 +378,8 @@ void service_delete(struct service *s, const uint8_t *uuid, service_cb cb,
         reply_now(cb, arg, SERVICE_NOT_FOUND, NULL, msg);
         return;
     }
+    if (refuse(s, cb, arg))
+        return;
     copy = *r;
     j = xcalloc(1, sizeof(*j));
     j->s = s;
@@ -374,10 +397,12 @@ void service_delete(struct service *s, const uint8_t *uuid, service_cb cb,
 
 void service_reconcile(struct service *s, service_report_cb cb, void *arg)
 {
-    if (s->stopping) {
+    if (s->stopping || jobq_pending(s->q) >= MAX_JOBS) {
         struct service_report rep = {.code = SERVICE_UNAVAILABLE};
 
-        snprintf(rep.message, sizeof(rep.message), "vtpm-proxyd is shutting down");
+        snprintf(rep.message, sizeof(rep.message), "%s", s->stopping
+                 ? "vtpm-proxyd is shutting down"
+                 : "too many requests are already waiting for vtpmmgr");
         if (cb)
             cb(&rep, arg);
         return;
