@@ -65,6 +65,8 @@ class VtpmEndpoint:
         if self.args.instance and payload.get("instance_uuid") != self.args.instance:
             return
         with self.lock:
+            if self.args.count and self.seen >= self.args.count:
+                return  # delivered while stopping: not ours to show
             err = payload.get("error") or {}
             if self.args.json:
                 print(json.dumps({"priority": priority, "publisher_id": publisher_id,
