@@ -71,6 +71,7 @@ struct job {
     enum link_state link;
     bool refused;               /* failed on vtpmmgr's status 1 */
     bool group_ok;
+    bool group_missing;         /* vtpmmgr answered: no such group */
     uint32_t group_idx;
     uint8_t group_uuid[16];
     struct service_report rep;

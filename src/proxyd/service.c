@@ -93,8 +93,8 @@ static void note_link(struct service *s, const struct job *j)
         s->group_known = true;
         s->group_idx = j->group_idx;
         memcpy(s->group_uuid, j->group_uuid, 16);
-    } else if (j->res.code == SERVICE_UNAVAILABLE && j->link == LINK_OK) {
-        s->group_known = false; /* vtpmmgr answered: the group is gone */
+    } else if (j->group_missing) {
+        s->group_known = false;
     }
 }
 

@@ -163,6 +163,7 @@ static int ensure_group(struct job *j)
         if ((ret = show_group(j, 0, uuid, &st)) < 0)
             return ret;
         if (st == MGRPROTO_ST_BADINDEX) {
+            j->group_missing = true;
             resultf(j, SERVICE_UNAVAILABLE, "vtpmmgr has no group at index 0");
             return -ENOENT;
         }
@@ -204,6 +205,7 @@ static int ensure_group(struct job *j)
         }
     }
     ids_format_uuid(j->env.group, want);
+    j->group_missing = true;
     resultf(j, SERVICE_UNAVAILABLE, "vtpmmgr group %s not found among its %" PRIu32 " groups",
             want, count);
     return -ENOENT;
