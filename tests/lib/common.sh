@@ -59,7 +59,9 @@ wait_count() {
 }
 
 # count_matches FILE PATTERN
-count_matches() { grep -Ec -- "$2" "$1" 2>/dev/null || true; }
+count_matches() {
+    if [ -f "$1" ]; then grep -Ec -- "$2" "$1" || true; else echo 0; fi
+}
 
 # valgrind wrapper: set when valgrind is present (required in CI).
 VALGRIND=""
