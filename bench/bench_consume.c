@@ -138,7 +138,29 @@ struct fixture {
     char *body;
     size_t len;
     char uuid[37]; /* to replace with a fresh one per message; "" none */
+    long message_id, unique_id; /* offsets of their values; -1 none */
 };
+
+/* Offset of the value of an inner-message key, or -1. In the 2.0
+ * envelope the inner message is a JSON string (its quotes escaped); the
+ * 1.0 format (driver messaging) sends it bare. */
+static long inner_value_at(const char *body, size_t len, const char *key, size_t vlen)
+{
+    long off = -1;
+
+    for (int escaped = 1; escaped >= 0 && off < 0; escaped--) {
+        const char *q = escaped ? "\\\"" : "\"";
+        char *pat;
+        const char *p;
+
+        xasprintf(&pat, "%s%s%s: %s", q, key, q, q);
+        p = memmem(body, len, pat, strlen(pat));
+        if (p && (size_t)(p - body) + strlen(pat) + vlen <= len)
+            off = (long)(p - body) + (long)strlen(pat);
+        free(pat);
+    }
+    return off;
+}
 
 static size_t load_fixtures(const char *dir, struct fixture **out)
 {
@@ -179,6 +201,8 @@ static size_t load_fixtures(const char *dir, struct fixture **out)
         f[n].body = xmalloc((size_t)len);
         f[n].len = fread(f[n].body, 1, (size_t)len, fp);
         snprintf(f[n].uuid, sizeof(f[n].uuid), "%s", uuid && strlen(uuid) == 36 ? uuid : "");
+        f[n].message_id = inner_value_at(f[n].body, f[n].len, "message_id", 36);
+        f[n].unique_id = inner_value_at(f[n].body, f[n].len, "_unique_id", 32);
         fclose(fp);
         free(path);
         n++;
@@ -229,6 +253,21 @@ static int mode_fill(const struct opts *o)
             for (char *q = memmem(buf, f->len, f->uuid, 36); q;
                  q = memmem(q + 36, f->len - (size_t)(q + 36 - buf), f->uuid, 36))
                 memcpy(q, fresh, 36);
+        }
+        /* Fresh ids too: oslo.messaging drops a _unique_id it has seen. */
+        {
+            char hex[37];
+            uuid_t u;
+
+            uuid_generate_random(u);
+            uuid_unparse_lower(u, hex);
+            if (f->message_id >= 0)
+                memcpy(buf + f->message_id, hex, 36);
+            uuid_generate_random(u);
+            for (int k = 0; k < 16; k++)
+                snprintf(hex + 2 * k, 3, "%02x", u[k]);
+            if (f->unique_id >= 0)
+                memcpy(buf + f->unique_id, hex, 32);
         }
         body.bytes = buf;
         body.len = f->len;

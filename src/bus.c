@@ -1759,11 +1759,21 @@ static void bus_io_cb(evutil_socket_t fd, short what, void *arg)
     struct bus *b = arg;
     struct timeval zero = {0, 0};
     int budget = BUS_READ_BUDGET;
-    bool got = (what & EV_READ) != 0;
+    bool got = (what & EV_READ) != 0, first = true;
 
     while (b->conn && !b->dead) {
         amqp_frame_t f;
-        int r = amqp_simple_wait_frame_noblock(b->conn, &f, &zero);
+        int r;
+
+        /* Once librabbitmq's buffer is empty, the loop's level-triggered
+         * readiness says whether the socket holds more: asking it here
+         * would cost a recv() and a poll() per wakeup. (Over TLS too:
+         * OpenSSL reads one record at a time and hands all of it over,
+         * so it keeps nothing the socket would not signal.) */
+        if (!first && !amqp_data_in_buffer(b->conn) && !amqp_frames_enqueued(b->conn))
+            break;
+        first = false;
+        r = amqp_simple_wait_frame_noblock(b->conn, &f, &zero);
 
         if (r == AMQP_STATUS_TIMEOUT)
             break; /* nothing buffered, nothing readable */
