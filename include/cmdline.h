@@ -32,4 +32,13 @@ int cmdline_parse(int argc, char **argv, const char *default_config,
                   struct cmdline *out, FILE *err);
 void cmdline_usage(const char *prog, const char *default_config, FILE *out);
 
+struct cfg_errors;
+/* The start of both daemons' main(): parses argv into *cl and answers -h
+ * and -V. Returns -1 when the program goes on, else its exit code. */
+int cmdline_start(int argc, char **argv, const char *prog, const char *default_config,
+                  struct cmdline *cl);
+/* Prints configuration errors ("FILE:LINE:COL: message") to stderr, frees
+ * them and returns EXIT_USAGE. */
+int cmdline_config_errors(struct cfg_errors *errs);
+
 #endif

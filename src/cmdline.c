@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <string.h>
 
+#include "cfg.h"
 #include "cmdline.h"
 
 static const struct option cmdline_options[] = {
@@ -90,4 +91,29 @@ int cmdline_parse(int argc, char **argv, const char *default_config,
     }
     *out = c;
     return 0;
+}
+
+int cmdline_start(int argc, char **argv, const char *prog, const char *default_config,
+                  struct cmdline *cl)
+{
+    if (cmdline_parse(argc, argv, default_config, cl, stderr) < 0)
+        return EXIT_USAGE;
+    switch (cl->action) {
+    case CMDLINE_HELP:
+        cmdline_usage(prog, default_config, stdout);
+        return EXIT_OK;
+    case CMDLINE_VERSION:
+        printf("%s %s\n", prog, PACKAGE_VERSION);
+        return EXIT_OK;
+    default:
+        return -1;
+    }
+}
+
+int cmdline_config_errors(struct cfg_errors *errs)
+{
+    for (size_t i = 0; i < errs->n; i++)
+        fprintf(stderr, "%s\n", errs->msgs[i]);
+    cfg_errors_free(errs);
+    return EXIT_USAGE;
 }

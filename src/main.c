@@ -27,26 +27,12 @@ int main(int argc, char **argv)
     struct cmdline cl;
     int ret;
 
-    if (cmdline_parse(argc, argv, VTPMD_CONFIG_FILE, &cl, stderr) < 0)
-        return EXIT_USAGE;
-    switch (cl.action) {
-    case CMDLINE_HELP:
-        cmdline_usage("vtpmd", VTPMD_CONFIG_FILE, stdout);
-        return EXIT_OK;
-    case CMDLINE_VERSION:
-        printf("vtpmd %s\n", PACKAGE_VERSION);
-        return EXIT_OK;
-    default:
-        break;
-    }
-
+    ret = cmdline_start(argc, argv, "vtpmd", VTPMD_CONFIG_FILE, &cl);
+    if (ret >= 0)
+        return ret;
     log_init("vtpmd", cl.have_level ? cl.level : LOG_LEVEL_INFO, LOG_TARGET_STDERR);
-    if (config_load(cl.config_path, &cfg, &errs) < 0) {
-        for (size_t i = 0; i < errs.n; i++)
-            fprintf(stderr, "%s\n", errs.msgs[i]);
-        cfg_errors_free(&errs);
-        return EXIT_USAGE;
-    }
+    if (config_load(cl.config_path, &cfg, &errs) < 0)
+        return cmdline_config_errors(&errs);
     if (cl.action == CMDLINE_CHECK) {
         printf("%s: configuration is valid\n", cl.config_path);
         config_free(cfg);

@@ -26,26 +26,12 @@ int main(int argc, char **argv)
     struct cmdline cl;
     int ret;
 
-    if (cmdline_parse(argc, argv, PROXYD_CONFIG_FILE, &cl, stderr) < 0)
-        return EXIT_USAGE;
-    switch (cl.action) {
-    case CMDLINE_HELP:
-        cmdline_usage("vtpm-proxyd", PROXYD_CONFIG_FILE, stdout);
-        return EXIT_OK;
-    case CMDLINE_VERSION:
-        printf("vtpm-proxyd %s\n", PACKAGE_VERSION);
-        return EXIT_OK;
-    default:
-        break;
-    }
-
+    ret = cmdline_start(argc, argv, "vtpm-proxyd", PROXYD_CONFIG_FILE, &cl);
+    if (ret >= 0)
+        return ret;
     log_init("vtpm-proxyd", cl.have_level ? cl.level : LOG_LEVEL_INFO, LOG_TARGET_STDERR);
-    if (pconfig_load(cl.config_path, &cfg, &errs) < 0) {
-        for (size_t i = 0; i < errs.n; i++)
-            fprintf(stderr, "%s\n", errs.msgs[i]);
-        cfg_errors_free(&errs);
-        return EXIT_USAGE;
-    }
+    if (pconfig_load(cl.config_path, &cfg, &errs) < 0)
+        return cmdline_config_errors(&errs);
     if (cl.action == CMDLINE_CHECK) {
         printf("%s: configuration is valid\n", cl.config_path);
         pconfig_free(cfg);
