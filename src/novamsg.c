@@ -389,34 +389,35 @@ static bool version_ok(const char *v, size_t len)
     return n == 3 && memcmp(buf, "2.0", 3) == 0;
 }
 
-enum novamsg_class novamsg_decode_full(const void *body, size_t len,
-                                       const char *content_type,
-                                       const char *this_host, size_t max_size,
-                                       struct nova_event *ev,
-                                       const char **reason)
+/* The full decoder after precheck(). */
+static enum novamsg_class decode(const char *s, size_t len,
+                                 const char *this_host, struct nova_event *ev,
+                                 const char **reason)
 {
-    const char *s = body;
+    /* Genuine inner messages fit on the stack; a heap buffer of their
+     * size would also make malloc consolidate the many small chunks
+     * jansson freed for the previous message. */
+    char stackbuf[16 * 1024];
     json_auto_t *root = NULL;
     json_auto_t *inner_root = NULL;
-    char *inner __autofree = NULL;
+    char *heap __autofree = NULL;
+    const char *inner = NULL;
     const json_t *msg = NULL, *m;
     struct novamsg_envelope env;
     json_error_t err;
     size_t inner_len = 0;
 
-    memset(ev, 0, sizeof(*ev));
-    if (!this_host)
-        this_host = "";
-    if (!precheck(s, len, content_type, max_size, ev, reason))
-        return NOVAMSG_MALFORMED;
-
     if (novamsg_envelope_scan(s, len, &env) && env.message) {
+        char *buf = stackbuf;
+
         if (!version_ok(env.version, env.version_len)) {
             *reason = "oslo envelope version missing or not 2.0";
             return NOVAMSG_MALFORMED;
         }
-        inner = xmalloc(env.message_len + 1);
-        if (novamsg_json_unescape(env.message, env.message_len, inner,
+        if (env.message_len >= sizeof(stackbuf))
+            buf = heap = xmalloc(env.message_len + 1);
+        inner = buf;
+        if (novamsg_json_unescape(env.message, env.message_len, buf,
                                   &inner_len) < 0) {
             *reason = "oslo.message holds \\u0000 or an unpaired surrogate";
             return NOVAMSG_MALFORMED;
@@ -449,7 +450,7 @@ enum novamsg_class novamsg_decode_full(const void *body, size_t len,
                 return NOVAMSG_MALFORMED;
             }
             inner_len = json_string_length(m);
-            inner = xstrndup(json_string_value(m), inner_len);
+            inner = json_string_value(m);
         } else {
             msg = root; /* oslo.messaging's v1 driver: no envelope */
         }
@@ -474,6 +475,20 @@ enum novamsg_class novamsg_decode_full(const void *body, size_t len,
     return classify(msg, this_host, ev, reason);
 }
 
+enum novamsg_class novamsg_decode_full(const void *body, size_t len,
+                                       const char *content_type,
+                                       const char *this_host, size_t max_size,
+                                       struct nova_event *ev,
+                                       const char **reason)
+{
+    memset(ev, 0, sizeof(*ev));
+    if (!this_host)
+        this_host = "";
+    if (!precheck(body, len, content_type, max_size, ev, reason))
+        return NOVAMSG_MALFORMED;
+    return decode(body, len, this_host, ev, reason);
+}
+
 enum novamsg_class novamsg_decode(const void *body, size_t len,
                                   const char *content_type,
                                   const char *this_host, size_t max_size,
@@ -486,8 +501,7 @@ enum novamsg_class novamsg_decode(const void *body, size_t len,
         return NOVAMSG_MALFORMED;
     if (novamsg_fast(body, len, this_host, reason) == NOVAMSG_FAST_IRRELEVANT)
         return NOVAMSG_IRRELEVANT;
-    return novamsg_decode_full(body, len, content_type, this_host, max_size,
-                               ev, reason);
+    return decode(body, len, this_host, ev, reason);
 }
 
 static void kvmap_clear(struct nova_kvmap *m)
