@@ -57,3 +57,13 @@ libvtpmd_a_SOURCES += src/engine.c src/engine_ctl.c src/engine_reconcile.c \
 TESTS += tests/integration/engine-e2e.sh tests/integration/engine-proxy.sh
 EXTRA_DIST += tests/integration/engine-e2e.sh tests/integration/engine-proxy.sh tests/lib/vtpmd.sh \
 	tests/tools/nova_emit.py tests/tools/status_listener.py
+
+# vtpmd's domain XML against the schema of the libvirt that
+# contrib/libvirt/check.sh builds (so that check runs first).
+check_PROGRAMS += tests/tools/domxml-print
+tests_tools_domxml_print_SOURCES = tests/tools/domxml-print.c
+tests_tools_domxml_print_CFLAGS = $(libvtpmd_a_CFLAGS)
+tests_tools_domxml_print_LDADD = $(VTPMD_LIBS)
+TESTS += tests/integration/domxml-rng.sh
+EXTRA_DIST += tests/integration/domxml-rng.sh
+tests/integration/domxml-rng.log: contrib/libvirt/check.log
