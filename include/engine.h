@@ -32,6 +32,8 @@ struct engine_deps {
     /* POST /v1/reload: the daemon's reload; 0 or -EINVAL. */
     int (*reload)(void *arg);
     void *reload_arg;
+    /* Optional: the start-up reconciliation is done (called once). */
+    void (*reconciled)(void *arg);
 };
 
 /* cfg and policy are borrowed; engine_reconfigure swaps them. Loads the

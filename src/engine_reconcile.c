@@ -235,10 +235,13 @@ static void reconcile_done(int ret, char *err, void *arg)
     e->orphan_domains = orphan_domains;
     e->orphan_images = orphan_images;
     e->reconciles++;
-    if (!e->reconciled)
+    if (!e->reconciled) {
         log_info("start-up reconciliation done domains=%zu images=%zu orphans=%zu",
                  j->ndoms, j->images.n, orphan_domains + orphan_images);
-    e->reconciled = true;
+        e->reconciled = true;
+        if (e->deps.reconciled)
+            e->deps.reconciled(e->deps.reload_arg);
+    }
 out:
     free(err);
     virt_domain_info_free(j->doms, j->ndoms);

@@ -76,13 +76,20 @@ static void vtpmd_maybe_ready(struct vtpmd *d)
 {
     int ret;
 
-    if (d->stopping || !d->bus_ready)
+    /* Ready for systemd: consuming, and the start-up reconciliation has
+     * brought libvirt in line with the journal. */
+    if (d->stopping || !d->bus_ready || d->engine == NULL || !engine_reconciled(d->engine))
         return;
     ret = sdnotify_sendf(d->notify, "%sSTATUS=consuming notifications host=%s",
                          d->ready_sent ? "" : "READY=1\n", d->cfg->host);
     if (ret < 0)
         log_warn("cannot notify systemd: %s", strerror(-ret));
     d->ready_sent = true;
+}
+
+static void vtpmd_reconciled(void *arg)
+{
+    vtpmd_maybe_ready(arg);
 }
 
 static void vtpmd_bus_state(bool ready, void *arg)
@@ -324,6 +331,7 @@ static int vtpmd_modules_new(struct vtpmd *d)
     deps.journal = d->journal;
     deps.reload = vtpmd_control_reload;
     deps.reload_arg = d;
+    deps.reconciled = vtpmd_reconciled;
     ret = engine_new(d->base, &deps, d->cfg, d->policy, &d->engine);
     if (ret < 0)
         goto out;
