@@ -10,7 +10,7 @@ add_cleanup broker_stop
 clear_alarm() { broker_ctl set_vm_memory_high_watermark 0.4 > /dev/null 2>&1; return 0; }
 add_cleanup clear_alarm
 
-N=30
+N=150  # 30 s of publishing: the alarm must land while the peer still publishes
 bus_config "$T/peer.yaml" "$BROKER_URL"
 start_peer peer -c "$T/peer.yaml" --publish $N --interval 200
 wait_count "$T/peer-events.log" '^confirm seq=[0-9]+ status=0 ' 3 60 || fail "no confirms"
@@ -26,7 +26,7 @@ pass "blocked: publishing held at $held of $N"
 
 clear_alarm
 wait_for "$T/peer.log" 'amqp broker unblocked publishing' 30 || fail "unblock not seen"
-wait_count "$T/peer-events.log" '^confirm seq=[0-9]+ status=0 ' $N 60 || fail "outbox not drained"
+wait_count "$T/peer-events.log" '^confirm seq=[0-9]+ status=0 ' $N 120 || fail "outbox not drained"
 grep -q 'connection failed' "$T/peer.log" && fail "the connection dropped"
 stop_peer $PEER_PID
 pass "unblocked: all $N confirmed, same connection"
