@@ -8,7 +8,8 @@ tests_unit_test_novamsg_CFLAGS = $(UNIT_CFLAGS) \
 	-DFIXTURE_DIR='"$(abs_top_srcdir)/tests/fixtures/nova"'
 tests_unit_test_novamsg_LDADD = $(UNIT_LIBS)
 TESTS += tests/unit/test_novamsg
-EXTRA_DIST += tests/fixtures/nova tests/tools/gen-nova-fixtures.py
+EXTRA_DIST += tests/fixtures/nova tests/tools/gen-nova-fixtures.py \
+	docs/performance.md
 
 check_PROGRAMS += tests/unit/test_policy
 tests_unit_test_policy_SOURCES = tests/unit/test_policy.c
