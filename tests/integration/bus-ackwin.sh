@@ -11,7 +11,7 @@ broker_start "$T/broker"
 add_cleanup broker_stop
 
 bus_config "$T/peer.yaml" "$BROKER_URL" "  prefetch: 64"
-start_peer peer -c "$T/peer.yaml" --hold 8000 --probe 200
+start_peer peer -c "$T/peer.yaml" --hold 20000 --probe 200
 wait_for "$T/peer-events.log" '^ready$' 60 || fail "peer not ready"
 wait_for "$T/peer-events.log" '^caught_up=1$' 30 || fail "never caught up on an empty queue"
 pass "caught up on an empty queue"
@@ -26,7 +26,7 @@ tail -n +"$mark" "$T/peer-events.log" | grep -q '^caught_up=0$' || fail "caught 
 grep -q '^release ' "$T/peer-events.log" && fail "released too early for this test"
 pass "held delivery stays unacknowledged, the 500 behind it are acknowledged"
 
-wait_for "$T/peer-events.log" '^release tag=1$' 30 || fail "no release"
+wait_for "$T/peer-events.log" '^release tag=1$' 60 || fail "no release"
 wait_queue vtpmd.testhost messages_unacknowledged 0 20 || fail "held delivery not acknowledged"
 mark=$(wc -l < "$T/peer-events.log")
 i=0

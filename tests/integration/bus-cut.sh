@@ -12,7 +12,7 @@ broker_start "$T/broker"
 add_cleanup broker_stop
 start_proxy "$BROKER_PORT"
 
-bus_config "$T/peer.yaml" "$PROXY_URL" "  heartbeat: 1s" "  reconnect_max: 500ms"
+bus_config "$T/peer.yaml" "$PROXY_URL" "  heartbeat: 2s" "  reconnect_max: 500ms"
 start_peer peer -c "$T/peer.yaml"
 wait_for "$T/peer-events.log" '^ready$' 60 || fail "peer not ready"
 
@@ -33,9 +33,11 @@ pass "cut mid-frame: reconnected, redelivered whole, acknowledged once"
 
 # The broker stops answering, the TCP connection stays up.
 proxy_cmd freeze
-wait_for "$T/peer.log" 'no data from the broker for [0-9]+ ms \(two heartbeat intervals\): peer dead' 15 ||
+wait_for "$T/peer.log" 'no data from the broker for [0-9]+ ms \(two heartbeat intervals\): peer dead' 30 ||
     fail "dead peer not detected by heartbeats"
 grep -q '^lost$' "$T/peer-events.log" || fail "no state change"
+silent=$(sed -n 's/.*no data from the broker for \([0-9]*\) ms.*/\1/p' "$T/peer.log" | head -n 1)
+[ "$silent" -ge 4000 ] || fail "declared dead after $silent ms, before two intervals of 2 s"
 proxy_cmd thaw
 wait_count "$T/peer-events.log" '^ready$' 3 60 || fail "no reconnect after the freeze"
 amqp publish --exchange nova --key versioned_notifications.error --json-seq --count 3 ||
