@@ -47,3 +47,27 @@ pass "frozen broker detected by heartbeats after two intervals; consuming again"
 
 stop_peer $PEER_PID
 pass "graceful stop"
+
+# An ack for a delivery of a lost connection must not be sent on the new
+# one: there, the same tag names the redelivered copy, still at work (the
+# broker would then refuse the second ack and close the channel).
+start_peer held -c "$T/peer.yaml" --hold 5000
+wait_for "$T/held-events.log" '^ready$' 60 || fail "held peer not ready"
+amqp publish --exchange nova --key notifications.info --persistent --body '{"HOLD": true}' ||
+    fail "publish"
+wait_for "$T/held-events.log" '^deliver tag=1 .*redelivered=0 .*action=hold' 30 || fail "not held"
+proxy_cmd close
+wait_for "$T/held-events.log" '^lost$' 30 || fail "cut not noticed"
+proxy_cmd open
+wait_for "$T/held-events.log" '^deliver tag=1 .*redelivered=1 .*action=hold' 60 ||
+    fail "not redelivered"
+wait_count "$T/held-events.log" '^release tag=1$' 2 60 || fail "holds not released"
+wait_queue vtpmd.testhost messages 0 30 || fail "message left"
+grep -Eq 'PRECONDITION_FAILED|unknown delivery tag' "$T/held.log" &&
+    fail "an ack went to the wrong channel: $(grep PRECONDITION "$T/held.log")"
+[ "$(grep -c 'connection failed .*state=ready' "$T/held.log")" = 1 ] ||
+    fail "a working connection failed besides the cut: $(grep failed "$T/held.log")"
+stop_peer $PEER_PID
+grep -q '^stats delivered=2 acked=1 ' "$T/held-events.log" ||
+    fail "stats: $(grep '^stats' "$T/held-events.log")"
+pass "the ack of the lost connection's delivery was dropped; the redelivered copy acked once"
