@@ -2279,6 +2279,11 @@ void bus_stop(struct bus *b, void (*stopped)(void *arg), void *arg)
     }
 }
 
+static void bus_dns_free_cb(evutil_socket_t fd, short what, void *arg)
+{
+    evdns_base_free(arg, 0);
+}
+
 void bus_free(struct bus *b)
 {
     struct bus_waiter *w;
@@ -2299,8 +2304,17 @@ void bus_free(struct bus *b)
         w->cb(false, w->arg);
         free(w);
     }
-    if (b->dns)
-        evdns_base_free(b->dns, 1);
+    if (b->dns) {
+        struct timeval now = {0, 0};
+
+        /* A cancelled lookup completes in a deferred callback that still
+         * uses the resolver: then free it after those ran. (bus_stop()
+         * waits for them, so this is only for a bus freed without one;
+         * should the loop never run again, the resolver is lost at exit.) */
+        if (b->dns_alive == 0 ||
+            event_base_once(b->base, -1, EV_TIMEOUT, bus_dns_free_cb, b->dns, &now) < 0)
+            evdns_base_free(b->dns, 0);
+    }
     event_free(b->ev_deadline);
     event_free(b->ev_heartbeat);
     event_free(b->ev_ack);
