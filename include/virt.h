@@ -62,6 +62,10 @@ int virt_new_workers(struct event_base *base, const char *uri, unsigned workers,
  * results: their done callbacks are not called, and their job_args stay
  * the caller's to free. Not from inside a virt callback. NULL is fine. */
 void virt_free(struct virt *v);
+/* Like virt_free, but every job not yet reported (queued, running or
+ * finished) gets its done callback first, with -ECANCELED, on the calling
+ * thread: so that callers can free what they passed in at shutdown. */
+void virt_free_cancel(struct virt *v);
 
 /* Runs on a worker. conn is NULL while disconnected: return -ENOTCONN
  * (virt_not_connected()). *err: a malloc'ed message for the caller's log,

@@ -551,6 +551,11 @@ static void build_done(int ret, char *err, void *arg)
     struct build_job *j = arg;
     struct inst *in = j->in;
 
+    if (in->e->stopping) { /* virt_free_cancel at shutdown */
+        build_job_free(j);
+        free(err);
+        return;
+    }
     if (ret == 0) {
         set_str(&in->image_path, j->image_path);
         build_job_free(j);
@@ -578,6 +583,10 @@ static void remove_done(int ret, char *err, void *arg)
     struct inst *in = j->in;
 
     build_job_free(j);
+    if (in->e->stopping) {
+        free(err);
+        return;
+    }
     if (ret < 0) {
         log_warn("removing vTPM resources failed instance=%s error=%s", in->uuid,
                  err ? err : strerror(-ret));

@@ -75,6 +75,10 @@ static void repair_done(int ret, char *err, void *arg)
     struct engine *e = in->e;
 
     build_job_free(b);
+    if (e->stopping) {
+        free(err);
+        return;
+    }
     in->op = OP_IDLE;
     e->busy--;
     if (ret == 0) {
@@ -127,6 +131,10 @@ static void cleanup_done(int ret, char *err, void *arg)
     struct inst *in = b->in;
 
     build_job_free(b);
+    if (in->e->stopping) {
+        free(err);
+        return;
+    }
     in->op = OP_IDLE;
     in->e->busy--;
     if (ret < 0)

@@ -504,7 +504,32 @@ int virt_new(struct event_base *base, const char *uri, const struct virt_callbac
     return virt_new_workers(base, uri, VIRT_WORKERS_DEFAULT, cb, arg, out);
 }
 
+static void virt_cancel_items(struct virt_items *items)
+{
+    struct virt_item *it;
+
+    TAILQ_FOREACH(it, items, entry) {
+        if (it->kind == VIRT_ITEM_JOB && it->done) {
+            it->done(-ECANCELED, it->err, it->arg);
+            it->err = NULL;
+            it->done = NULL;
+        }
+    }
+}
+
+static void virt_free_impl(struct virt *v, bool cancel);
+
 void virt_free(struct virt *v)
+{
+    virt_free_impl(v, false);
+}
+
+void virt_free_cancel(struct virt *v)
+{
+    virt_free_impl(v, true);
+}
+
+static void virt_free_impl(struct virt *v, bool cancel)
 {
     if (v == NULL)
         return;
@@ -516,6 +541,11 @@ void virt_free(struct virt *v)
         pthread_join(v->workers[i], NULL);
     if (v->events_started)
         pthread_join(v->events, NULL);
+    if (cancel) {
+        /* Workers are joined: what they finished is in out, the rest in jobs. */
+        virt_cancel_items(&v->out);
+        virt_cancel_items(&v->jobs);
+    }
     virt_drop(&v->jobs);
     virt_drop(&v->out);
     if (v->wake)

@@ -421,8 +421,10 @@ void vtpmd_free(struct vtpmd *d)
     if (d->engine)
         engine_shutdown(d->engine);
     bus_free(d->bus);
+    /* Jobs still with libvirt's workers hand their arguments back to the
+     * (stopping) engine, which frees them. */
+    virt_free_cancel(d->virt);
     engine_free(d->engine);
-    virt_free(d->virt);
     vtpmmgr_free(d->vtpmmgr);
     for (size_t i = 0; i < d->nretired; i++)
         vtpmmgr_free(d->retired[i]);
