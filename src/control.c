@@ -16,6 +16,7 @@
 
 #include "control.h"
 #include "log.h"
+#include "uuidutil.h"
 #include "xalloc.h"
 
 struct control {
@@ -124,26 +125,16 @@ void control_reply_error(struct control_req *req, int status, const char *fmt, .
     free(msg);
 }
 
-static bool parse_uuid(const char *s, size_t len, char out[37])
+/* The path segment as a canonical UUID, or false. */
+static bool parse_uuid(const char *s, size_t len, char out[UUIDUTIL_BUFLEN])
 {
-    static const char tmpl[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
+    char buf[UUIDUTIL_BUFLEN];
 
-    if (len != 36)
+    if (len != UUIDUTIL_LEN)
         return false;
-    for (size_t i = 0; i < 36; i++) {
-        char ch = s[i];
-        if (tmpl[i] == '-') {
-            if (ch != '-')
-                return false;
-        } else if (ch >= 'A' && ch <= 'F') {
-            ch = (char)(ch - 'A' + 'a');
-        } else if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'))) {
-            return false;
-        }
-        out[i] = ch;
-    }
-    out[36] = '\0';
-    return true;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    return uuid_canonical(buf, out) == 0;
 }
 
 static void control_route(struct control *c, struct evhttp_request *r, bool metrics_only)

@@ -15,6 +15,7 @@
 #include "hmap.h"
 #include "journal.h"
 #include "log.h"
+#include "uuidutil.h"
 #include "xalloc.h"
 
 /* Compact when the log holds this many more lines than live records. */
@@ -191,20 +192,6 @@ static const char *jstr(json_t *o, const char *k)
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-static bool uuid_ok(const char *s)
-{
-    static const char tmpl[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
-
-    if (s == NULL || strlen(s) != 36)
-        return false;
-    for (int i = 0; i < 36; i++) {
-        if (tmpl[i] == '-' ? s[i] != '-'
-                           : !((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return false;
-    }
-    return true;
-}
-
 /* Parses one line without its newline. 0 or -EINVAL. */
 static int record_decode(const char *line, size_t len, struct journal_record *r)
 {
@@ -228,14 +215,14 @@ static int record_decode(const char *line, size_t len, struct journal_record *r)
         goto out;
     memset(r, 0, sizeof(*r));
     s = jstr(o, "instance");
-    if (!uuid_ok(s))
+    if (!uuid_is_canonical(s))
         goto out;
     memcpy(r->instance_uuid, s, 37);
     if (!jstr(o, "state") || journal_state_parse(jstr(o, "state"), &r->state) < 0)
         goto out;
     s = jstr(o, "vtpm_uuid");
     if (s) {
-        if (!uuid_ok(s))
+        if (!uuid_is_canonical(s))
             goto out;
         memcpy(r->vtpm_uuid, s, 37);
     }
