@@ -1,6 +1,6 @@
 #!/bin/sh
 # Starts a private RabbitMQ and vtpmd (test:///default, local provider,
-# log level warning) and runs bench_provision.py against them.
+# log level warning) and runs bench/bench_provision against them.
 # Usage: bench/bench_provision.sh [BUILD_DIR] [bench_provision.py options]
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,6 +22,6 @@ VTPMD_PID=$!
 add_cleanup vtpmd_kill
 sleep 1
 until "$top_builddir/vtpmctl" -s "$T/control.sock" health > /dev/null 2>&1; do sleep 0.2; done
-"$PYTHON" "$here/bench_provision.py" --url "$BROKER_URL" --host cmp1 \
+"$top_builddir/bench/bench_provision" --url "$BROKER_URL" --host cmp1 \
     --fixture "$top_srcdir/tests/fixtures/nova/genuine/02-boot-versioned-instance.create.start.json" "$@"
 echo "vtpmd: $("$top_builddir/vtpmctl" -s "$T/control.sock" metrics | grep -E '^vtpmd_provisions_total')"

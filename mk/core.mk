@@ -67,3 +67,10 @@ tests_tools_domxml_print_LDADD = $(VTPMD_LIBS)
 TESTS += tests/integration/domxml-rng.sh
 EXTRA_DIST += tests/integration/domxml-rng.sh
 tests/integration/domxml-rng.log: contrib/libvirt/check.log
+
+# Provisioning latency through the broker (bench/bench_provision.sh runs it).
+noinst_PROGRAMS += bench/bench_provision
+bench_bench_provision_SOURCES = bench/bench_provision.c
+bench_bench_provision_CFLAGS = $(libvtpmd_a_CFLAGS)
+bench_bench_provision_LDADD = $(VTPMD_LIBS)
+EXTRA_DIST += bench/bench_provision.sh
