@@ -97,6 +97,7 @@ struct config {
     struct {
         char *dir;
         uint64_t size;
+        int64_t spares;
     } image;
 
     struct {

@@ -12,6 +12,7 @@
 #ifndef VTPMD_IMAGE_H
 #define VTPMD_IMAGE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "cfg.h" /* struct strlist */
@@ -43,5 +44,50 @@ int image_path(const char *dir, const char *instance_uuid, char **path_out);
  * uuids_out, sorted (for reconciliation). A missing dir lists nothing;
  * names that are not <uuid>.img are ignored. */
 int image_list(const char *dir, struct strlist *uuids_out, char **err);
+
+/* Spare images: a pool of images made ahead of time, under hidden names
+ * (.spare-<hex>.img) in the image directory, each reserved and fsync'd
+ * exactly as image_create makes them. A create then only renames a spare
+ * to the instance's name: no inode to allocate, no block to reserve, no
+ * file to fsync while the instance waits. What is left to make durable is
+ * the directory entry, and one directory fsync covers every rename made
+ * before it (image_pool_sync, grouped across threads).
+ *
+ * A thread of the pool keeps `spares` of them (0: none, no thread). At
+ * start it adopts the spares a previous run left, if they are still
+ * exactly right (regular, ours, 0600, one link, `size` bytes), and
+ * removes the others and any half-made one. Failures to make spares
+ * (a full disk, say) are logged once per streak and retried every few
+ * seconds; creates meanwhile take the direct path. Spares are not
+ * instances: image_list never reports them.
+ *
+ * Thread-safe: any thread may call image_pool_create/_sync concurrently
+ * (not for the same instance). */
+struct image_pool;
+
+/* Starts a pool for images of exactly size bytes in dir. 0 or -errno. */
+int image_pool_new(const char *dir, uint64_t size, unsigned spares, struct image_pool **out);
+/* Another reference (for a job that may outlive a reload). */
+struct image_pool *image_pool_ref(struct image_pool *p);
+/* Drops a reference; the last one stops the thread (the spare being made
+ * is finished) and frees. Spares stay on disk for the next start. */
+void image_pool_unref(struct image_pool *p);
+/* Like image_create(p's dir, ...) with the same checks, errors and
+ * idempotence, but when a spare of the right size is at hand it is
+ * renamed into place instead, and *ticket is set (> 0): the image is
+ * then complete and reserved but its name is durable only after
+ * image_pool_sync(p, *ticket). *ticket is 0 when nothing is left to
+ * sync (made directly and fsync'd, or already there). *spare tells
+ * which path was taken (may be NULL). */
+int image_pool_create(struct image_pool *p, const char *instance_uuid, uint64_t size,
+                      char **path_out, uint64_t *ticket, bool *spare, char **err);
+/* Returns once every rename up to ticket is durable: one fsync of the
+ * directory, shared with every other caller waiting meanwhile. */
+int image_pool_sync(struct image_pool *p, uint64_t ticket, char **err);
+/* Spares ready now; what the pool is configured with. */
+unsigned image_pool_spares(struct image_pool *p);
+const char *image_pool_dir(const struct image_pool *p);
+uint64_t image_pool_size(const struct image_pool *p);
+unsigned image_pool_target(const struct image_pool *p);
 
 #endif

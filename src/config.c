@@ -136,6 +136,8 @@ static const struct cfg_key config_keys[] = {
      "Directory of the vTPM backing images (created 0700)."},
     {"image.size", CFG_SIZE, OFF(image.size), "2MiB", 64 * KiB, 64 * MiB, NULL, 0, NULL,
      "Size of each zero-filled backing image."},
+    {"image.spares", CFG_INT, OFF(image.spares), "32", 0, 4096, NULL, 0, NULL,
+     "Images of image.size made ahead (hidden, reserved, fsync'd); a create renames one."},
     {"libvirt.uri", CFG_STRING, OFF(libvirt.uri), "xen:///system", 0, 0, NULL, 0, NULL,
      "libvirt connection URI; test:///default for demos and tests."},
     {"libvirt.domain_name", CFG_STRING, OFF(libvirt.domain_name), "vtpm-{uuid}", 0, 0, NULL, 0, NULL,

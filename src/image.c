@@ -3,11 +3,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -464,4 +467,353 @@ int image_list(const char *dir, struct strlist *uuids_out, char **err)
         strlist_push(uuids_out, found.v[i]);
     strlist_free(&found);
     return 0;
+}
+
+/* ---- spare images ------------------------------------------------- */
+
+#define SPARE_PREFIX ".spare-"
+#define SPARE_SUFFIX ".img"
+#define SPARE_TMP_SUFFIX ".tmp"
+#define SPARE_HEX 16
+#define SPARE_NAME_MAX (sizeof(SPARE_PREFIX) + SPARE_HEX + sizeof(SPARE_TMP_SUFFIX))
+#define SPARE_RETRY_S 5
+
+struct image_pool {
+    pthread_mutex_t lock;
+    pthread_cond_t work;   /* the refill thread: a spare was taken, or stop */
+    pthread_cond_t sync_done; /* image_pool_sync waiters */
+    pthread_t thread;
+    bool has_thread, stopping, failing;
+    atomic_int refs;
+    char *dir;
+    uint64_t size;
+    unsigned target;
+    char **names; /* spares ready (names in dir), a stack */
+    size_t n, cap;
+    uint64_t renamed, synced; /* tickets: renames made, renames durable */
+    bool syncing;
+};
+
+static void pool_push_locked(struct image_pool *p, const char *name)
+{
+    if (p->n == p->cap) {
+        p->cap = p->cap ? p->cap * 2 : 16;
+        p->names = xrealloc(p->names, p->cap * sizeof(*p->names));
+    }
+    p->names[p->n++] = xstrdup(name);
+}
+
+/* Makes one spare: built under a temporary name, reserved and fsync'd,
+ * then renamed, so a spare name only ever shows a complete, durable file.
+ * The rename itself needs no directory fsync: the one after the rename
+ * that hands the spare to an instance covers both. */
+static int spare_make(struct image_pool *p, char name[SPARE_NAME_MAX], char **err)
+{
+    unsigned char rnd[SPARE_HEX / 2];
+    char hex[SPARE_HEX + 1], tmp[SPARE_NAME_MAX];
+    int dirfd __autoclose = -1;
+    int fd __autoclose = -1;
+    int ret;
+
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+        image_seterr(err, "no random bytes for a spare image name: %s", strerror(errno));
+        return -EIO;
+    }
+    for (size_t i = 0; i < sizeof(rnd); i++)
+        snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
+    snprintf(name, SPARE_NAME_MAX, SPARE_PREFIX "%s" SPARE_SUFFIX, hex);
+    snprintf(tmp, sizeof(tmp), SPARE_PREFIX "%s" SPARE_TMP_SUFFIX, hex);
+    ret = image_open_dir(p->dir, true, &dirfd, err);
+    if (ret < 0)
+        return ret;
+    fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        ret = -errno;
+        image_seterr(err, "cannot create spare image %s/%s: %s", p->dir, tmp, strerror(-ret));
+        return ret;
+    }
+    if (fchmod(fd, 0600) < 0)
+        ret = -errno;
+    else
+        ret = image_reserve(fd, p->size);
+    if (ret == 0 && fsync(fd) < 0)
+        ret = -errno;
+    if (ret == 0)
+        ret = image_publish(dirfd, tmp, name);
+    if (ret < 0) {
+        (void)unlinkat(dirfd, tmp, 0);
+        image_seterr(err, "%scannot make spare image %s/%s: %s",
+                     ret == -ENOSPC || ret == -EDQUOT ? "disk full: " : "", p->dir, name,
+                     strerror(-ret));
+    }
+    return ret;
+}
+
+/* Adopts the spares a previous run left if they are exactly what this
+ * pool makes; removes the others and half-made ones. */
+static void spare_adopt(struct image_pool *p)
+{
+    char *err __autofree = NULL;
+    int dirfd = -1;
+    unsigned kept = 0, dropped = 0;
+    struct dirent *de;
+    DIR *d;
+
+    if (image_open_dir(p->dir, false, &dirfd, &err) < 0)
+        return; /* missing (made with the first spare) or refused (logged then) */
+    d = fdopendir(dirfd);
+    if (d == NULL) {
+        close(dirfd);
+        return;
+    }
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        bool ok = false;
+        struct stat st;
+
+        if (strncmp(de->d_name, SPARE_PREFIX, strlen(SPARE_PREFIX)) != 0)
+            continue;
+        if (len == strlen(SPARE_PREFIX) + SPARE_HEX + strlen(SPARE_SUFFIX) &&
+            strcmp(de->d_name + len - strlen(SPARE_SUFFIX), SPARE_SUFFIX) == 0 &&
+            fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+            ok = S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+                 (st.st_mode & 07777) == 0600 && st.st_nlink == 1 &&
+                 (uint64_t)st.st_size == p->size;
+        if (ok) {
+            pthread_mutex_lock(&p->lock);
+            pool_push_locked(p, de->d_name);
+            pthread_mutex_unlock(&p->lock);
+            kept++;
+        } else if (unlinkat(dirfd, de->d_name, 0) == 0) {
+            dropped++;
+        }
+    }
+    closedir(d);
+    if (kept || dropped)
+        log_info("spare images adopted dir=%s kept=%u removed=%u", p->dir, kept, dropped);
+}
+
+static void *spare_main(void *arg)
+{
+    struct image_pool *p = arg;
+
+    spare_adopt(p);
+    pthread_mutex_lock(&p->lock);
+    while (!p->stopping) {
+        char name[SPARE_NAME_MAX];
+        char *err = NULL;
+        int ret;
+
+        if (p->n >= p->target) {
+            pthread_cond_wait(&p->work, &p->lock);
+            continue;
+        }
+        pthread_mutex_unlock(&p->lock);
+        ret = spare_make(p, name, &err);
+        pthread_mutex_lock(&p->lock);
+        if (ret == 0) {
+            pool_push_locked(p, name);
+            if (p->failing)
+                log_info("spare images: making them again dir=%s", p->dir);
+            p->failing = false;
+        } else {
+            struct timespec ts;
+
+            if (!p->failing)
+                log_warn("spare images: cannot make one, creates take the slower direct "
+                         "path; retrying every %ds error=\"%s\"",
+                         SPARE_RETRY_S, err ? err : strerror(-ret));
+            p->failing = true;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += SPARE_RETRY_S;
+            if (!p->stopping)
+                pthread_cond_timedwait(&p->work, &p->lock, &ts);
+        }
+        free(err);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+int image_pool_new(const char *dir, uint64_t size, unsigned spares, struct image_pool **out)
+{
+    struct image_pool *p;
+
+    if (!dir || dir[0] != '/' || size == 0 || size > (uint64_t)INT64_MAX || !out)
+        return -EINVAL;
+    p = xcalloc(1, sizeof(*p));
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->work, NULL);
+    pthread_cond_init(&p->sync_done, NULL);
+    atomic_init(&p->refs, 1);
+    p->dir = xstrdup(dir);
+    p->size = size;
+    p->target = spares;
+    if (spares > 0) {
+        int ret = pthread_create(&p->thread, NULL, spare_main, p);
+
+        if (ret != 0) {
+            image_pool_unref(p);
+            return -ret;
+        }
+        p->has_thread = true;
+    }
+    *out = p;
+    return 0;
+}
+
+struct image_pool *image_pool_ref(struct image_pool *p)
+{
+    atomic_fetch_add(&p->refs, 1);
+    return p;
+}
+
+void image_pool_unref(struct image_pool *p)
+{
+    if (p == NULL || atomic_fetch_sub(&p->refs, 1) != 1)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->stopping = true;
+    pthread_cond_broadcast(&p->work);
+    pthread_mutex_unlock(&p->lock);
+    if (p->has_thread)
+        pthread_join(p->thread, NULL);
+    for (size_t i = 0; i < p->n; i++)
+        free(p->names[i]);
+    free(p->names);
+    free(p->dir);
+    pthread_cond_destroy(&p->sync_done);
+    pthread_cond_destroy(&p->work);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+/* A spare's name, or NULL when none is ready; wakes the refill thread. */
+static char *pool_pop(struct image_pool *p)
+{
+    char *name = NULL;
+
+    pthread_mutex_lock(&p->lock);
+    if (p->n > 0)
+        name = p->names[--p->n];
+    pthread_cond_signal(&p->work);
+    pthread_mutex_unlock(&p->lock);
+    return name;
+}
+
+int image_pool_create(struct image_pool *p, const char *instance_uuid, uint64_t size,
+                      char **path_out, uint64_t *ticket, bool *spare, char **err)
+{
+    char name[IMAGE_NAME_MAX];
+    char *path __autofree = NULL;
+    int dirfd __autoclose = -1;
+    int ret;
+
+    *ticket = 0;
+    if (spare)
+        *spare = false;
+    if (p->target == 0 || size != p->size || image_names(instance_uuid, name, NULL) < 0)
+        return image_create(p->dir, instance_uuid, size, path_out, err);
+    ret = image_open_dir(p->dir, true, &dirfd, err);
+    if (ret < 0)
+        return ret;
+    path = image_join(p->dir, name);
+    ret = image_check_existing(dirfd, name, path, size, err);
+    if (ret != -ENOENT) {
+        if (ret == 0 && path_out)
+            *path_out = steal_ptr(path);
+        return ret; /* already there (0), or something wrong there */
+    }
+    for (;;) {
+        char *s __autofree = pool_pop(p);
+
+        if (s == NULL)
+            return image_create(p->dir, instance_uuid, size, path_out, err);
+        ret = image_publish(dirfd, s, name);
+        if (ret == -ENOENT)
+            continue; /* gone meanwhile (another pool after a reload took it) */
+        if (ret == 0)
+            break;
+        pthread_mutex_lock(&p->lock);
+        pool_push_locked(p, s);
+        pthread_mutex_unlock(&p->lock);
+        if (ret == -EEXIST) {
+            ret = image_check_existing(dirfd, name, path, size, err);
+            if (ret == 0 && path_out)
+                *path_out = steal_ptr(path);
+            return ret;
+        }
+        image_seterr(err, "cannot move spare image %s/%s into place at %s: %s", p->dir, s,
+                     path, strerror(-ret));
+        return ret;
+    }
+    pthread_mutex_lock(&p->lock);
+    *ticket = ++p->renamed;
+    pthread_mutex_unlock(&p->lock);
+    if (spare)
+        *spare = true;
+    if (path_out)
+        *path_out = steal_ptr(path);
+    return 0;
+}
+
+int image_pool_sync(struct image_pool *p, uint64_t ticket, char **err)
+{
+    int ret = 0;
+
+    pthread_mutex_lock(&p->lock);
+    while (p->synced < ticket) {
+        uint64_t upto;
+        int dirfd = -1;
+
+        if (p->syncing) {
+            pthread_cond_wait(&p->sync_done, &p->lock);
+            continue;
+        }
+        /* Every rename counted so far happened before this fsync. */
+        p->syncing = true;
+        upto = p->renamed;
+        pthread_mutex_unlock(&p->lock);
+        ret = image_open_dir(p->dir, false, &dirfd, err);
+        if (ret == 0 && fsync(dirfd) < 0) {
+            ret = -errno;
+            image_seterr(err, "cannot fsync image directory %s: %s", p->dir, strerror(-ret));
+        }
+        if (dirfd >= 0)
+            close(dirfd);
+        pthread_mutex_lock(&p->lock);
+        p->syncing = false;
+        if (ret == 0 && upto > p->synced)
+            p->synced = upto;
+        pthread_cond_broadcast(&p->sync_done);
+        if (ret < 0)
+            break;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return ret;
+}
+
+unsigned image_pool_spares(struct image_pool *p)
+{
+    unsigned n;
+
+    pthread_mutex_lock(&p->lock);
+    n = (unsigned)p->n;
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
+const char *image_pool_dir(const struct image_pool *p)
+{
+    return p->dir;
+}
+
+uint64_t image_pool_size(const struct image_pool *p)
+{
+    return p->size;
+}
+
+unsigned image_pool_target(const struct image_pool *p)
+{
+    return p->target;
 }

@@ -7,8 +7,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -621,6 +623,253 @@ static void test_list(void **state)
     strlist_free(&l);
 }
 
+
+/* ---- spare images ---- */
+
+/* Waits (up to 10 s) until the pool holds n spares. */
+static void wait_spares(struct image_pool *p, unsigned n)
+{
+    for (int i = 0; i < 1000 && image_pool_spares(p) < n; i++)
+        usleep(10000);
+    assert_int_equal(image_pool_spares(p), n);
+}
+
+/* Names in dir starting with prefix. */
+static size_t count_prefix(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    size_t n = 0;
+
+    assert_non_null(d);
+    while ((de = readdir(d)) != NULL)
+        if (strncmp(de->d_name, prefix, strlen(prefix)) == 0)
+            n++;
+    closedir(d);
+    return n;
+}
+
+static void assert_image_ok(const char *path, uint64_t size)
+{
+    struct stat st;
+    char buf[4096];
+    int fd;
+
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal(st.st_mode & 07777, 0600);
+    assert_int_equal((uint64_t)st.st_size, size);
+    assert_true((uint64_t)st.st_blocks * 512 >= size); /* reserved, not sparse */
+    fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(read(fd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+    close(fd);
+    for (size_t i = 0; i < sizeof(buf); i++)
+        assert_int_equal(buf[i], 0);
+}
+
+static void test_pool_spares(void **state)
+{
+    struct fixture *f = *state;
+    struct image_pool *p;
+    char *err = NULL, *path = NULL, *want;
+    uint64_t t1 = 0, t2 = 0, t3 = 7;
+    bool spare = false;
+
+    assert_int_equal(image_pool_new(f->dir, SIZE, 3, &p), 0);
+    wait_spares(p, 3);
+    assert_int_equal(count_prefix(f->dir, ".spare-"), 3);
+    assert_int_equal(count_entries(f->dir), 3);
+
+    /* A create takes a spare: a rename, a ticket to sync. */
+    assert_int_equal(image_pool_create(p, U1, SIZE, &path, &t1, &spare, &err), 0);
+    assert_null(err);
+    assert_true(spare);
+    assert_true(t1 > 0);
+    xasprintf(&want, "%s/%s.img", f->dir, U1);
+    assert_string_equal(path, want);
+    assert_image_ok(path, SIZE);
+    free(path);
+    path = NULL;
+    assert_int_equal(image_pool_sync(p, t1, &err), 0);
+
+    /* Idempotent: the image is there, nothing taken, nothing to sync. */
+    assert_int_equal(image_pool_create(p, U1, SIZE, &path, &t3, &spare, &err), 0);
+    assert_false(spare);
+    assert_int_equal(t3, 0);
+    assert_string_equal(path, want);
+    free(path);
+    path = NULL;
+
+    /* Another size than the pool's: made directly (and durable). */
+    assert_int_equal(image_pool_create(p, U2, 64 * 1024, &path, &t2, &spare, &err), 0);
+    assert_false(spare);
+    assert_int_equal(t2, 0);
+    assert_image_ok(path, 64 * 1024);
+    free(path);
+    path = NULL;
+
+    /* The pool makes up for the spare taken. */
+    wait_spares(p, 3);
+    assert_int_equal(count_prefix(f->dir, ".spare-"), 3);
+    /* Spares are not instances. */
+    {
+        struct strlist l = {0};
+
+        assert_int_equal(image_list(f->dir, &l, &err), 0);
+        assert_int_equal(l.n, 2);
+        strlist_free(&l);
+    }
+    /* A second take gets a later ticket; one sync covers both. */
+    assert_int_equal(image_pool_create(p, U3, SIZE, NULL, &t2, &spare, &err), 0);
+    assert_true(spare);
+    assert_true(t2 > t1);
+    assert_int_equal(image_pool_sync(p, t2, &err), 0);
+    assert_int_equal(image_pool_sync(p, t1, &err), 0);
+    image_pool_unref(p);
+    /* Spares stay for the next start (2, or 3 if the refill was quick). */
+    assert_true(count_prefix(f->dir, ".spare-") >= 2);
+    assert_true(count_prefix(f->dir, ".spare-") <= 3);
+    free(want);
+}
+
+static void test_pool_adopt(void **state)
+{
+    struct fixture *f = *state;
+    struct image_pool *p;
+    char *path;
+    char *err = NULL;
+    uint64_t t;
+    bool spare;
+
+    assert_int_equal(image_pool_new(f->dir, SIZE, 2, &p), 0);
+    wait_spares(p, 2);
+    image_pool_unref(p);
+    /* Planted or damaged ones: a half-made spare, a wrong mode, a symlink. */
+    xasprintf(&path, "%s/.spare-0123456789abcdef.tmp", f->dir);
+    write_file(path, "x", 0600);
+    free(path);
+    xasprintf(&path, "%s/.spare-1111111111111111.img", f->dir);
+    write_file(path, "x", 0644);
+    free(path);
+    xasprintf(&path, "%s/.spare-2222222222222222.img", f->dir);
+    assert_int_equal(symlink("/etc/passwd", path), 0);
+    free(path);
+    assert_int_equal(count_prefix(f->dir, ".spare-"), 5);
+
+    /* The next run keeps the two good ones, removes the rest. */
+    assert_int_equal(image_pool_new(f->dir, SIZE, 2, &p), 0);
+    wait_spares(p, 2);
+    usleep(50000);
+    assert_int_equal(count_prefix(f->dir, ".spare-"), 2);
+    assert_int_equal(image_pool_create(p, U1, SIZE, &path, &t, &spare, &err), 0);
+    assert_true(spare);
+    assert_image_ok(path, SIZE);
+    assert_int_equal(image_pool_sync(p, t, &err), 0);
+    free(path);
+    image_pool_unref(p);
+
+    /* Another size: every old spare goes. */
+    assert_int_equal(image_pool_new(f->dir, 64 * 1024, 1, &p), 0);
+    wait_spares(p, 1);
+    image_pool_unref(p);
+    assert_int_equal(count_prefix(f->dir, ".spare-"), 1);
+    assert_true(access("/etc/passwd", F_OK) == 0);
+}
+
+static void test_pool_disabled_and_full(void **state)
+{
+    struct fixture *f = *state;
+    struct image_pool *p;
+    char *err = NULL;
+    uint64_t t = 9;
+    bool spare = true;
+
+    /* 0 spares: no thread, every create direct. */
+    assert_int_equal(image_pool_new(f->dir, SIZE, 0, &p), 0);
+    assert_int_equal(image_pool_create(p, U1, SIZE, NULL, &t, &spare, &err), 0);
+    assert_false(spare);
+    assert_int_equal(t, 0);
+    assert_int_equal(count_prefix(f->dir, ".spare-"), 0);
+    image_pool_unref(p);
+
+    /* A full disk: no spare can be made, nothing half-made is left, and
+     * a create is the direct path's clean disk-full error. */
+    fallocate_fail_errno = ENOSPC;
+    assert_int_equal(image_pool_new(f->dir, SIZE, 2, &p), 0);
+    for (int i = 0; i < 100 && fallocate_calls == 0; i++)
+        usleep(10000);
+    assert_true(fallocate_calls > 0);
+    assert_int_equal(image_pool_spares(p), 0);
+    assert_int_equal(image_pool_create(p, U2, SIZE, NULL, &t, &spare, &err), -ENOSPC);
+    assert_non_null(strstr(err, "disk full"));
+    free(err);
+    err = NULL;
+    assert_int_equal(count_prefix(f->dir, ".spare-"), 0);
+    assert_int_equal(count_entries(f->dir), 1); /* U1 only */
+    image_pool_unref(p); /* stops while the thread waits to retry */
+    fallocate_fail_errno = 0;
+    assert_int_equal(image_pool_new(NULL, SIZE, 1, &p), -EINVAL);
+    assert_int_equal(image_pool_new("relative", SIZE, 1, &p), -EINVAL);
+}
+
+struct taker {
+    struct image_pool *p;
+    const char *uuid;
+    uint64_t ticket;
+    int ret;
+};
+
+static void *take_and_sync(void *arg)
+{
+    struct taker *t = arg;
+    char *err = NULL;
+
+    t->ret = image_pool_create(t->p, t->uuid, SIZE, NULL, &t->ticket, NULL, &err);
+    if (t->ret == 0)
+        t->ret = image_pool_sync(t->p, t->ticket, &err);
+    free(err);
+    return NULL;
+}
+
+static void test_pool_concurrent(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const u[] = {
+        "00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002",
+        "00000000-0000-4000-8000-000000000003", "00000000-0000-4000-8000-000000000004",
+        "00000000-0000-4000-8000-000000000005", "00000000-0000-4000-8000-000000000006",
+    };
+    struct taker t[6];
+    pthread_t th[6];
+    struct image_pool *p;
+    struct strlist l = {0};
+    char *err = NULL;
+
+    assert_int_equal(image_pool_new(f->dir, SIZE, 4, &p), 0);
+    wait_spares(p, 4);
+    for (int i = 0; i < 6; i++) {
+        t[i] = (struct taker){p, u[i], 0, -1};
+        assert_int_equal(pthread_create(&th[i], NULL, take_and_sync, &t[i]), 0);
+    }
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(t[i].ret, 0);
+    }
+    /* Six images, each its own file; spares and direct ones alike. */
+    assert_int_equal(image_list(f->dir, &l, &err), 0);
+    assert_int_equal(l.n, 6);
+    for (size_t i = 0; i < l.n; i++) {
+        char *path;
+
+        xasprintf(&path, "%s/%s.img", f->dir, l.v[i]);
+        assert_image_ok(path, SIZE);
+        free(path);
+    }
+    strlist_free(&l);
+    image_pool_unref(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -640,6 +889,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stale_tmp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_spares, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_adopt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_disabled_and_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_concurrent, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
