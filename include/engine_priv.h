@@ -75,6 +75,9 @@ struct inst {
     size_t nacks;
     int outstanding;       /* journal write + status confirm of the commit */
     bool commit_failed;
+    bool start_pending;    /* vtpm.create.start not published yet */
+    struct image_pool *sync_pool; /* with sync_ticket: the image's name */
+    uint64_t sync_ticket;         /* is durable once image_pool_sync'd */
     struct timespec started;
     uint64_t retry_until_ms;
     unsigned attempt;
@@ -121,6 +124,7 @@ struct engine {
     struct event *waiter_tick;
     struct event *prune_timer;
     struct engine_metrics m;
+    struct image_pool *pool; /* spare images of image.dir/image.size */
     /* reconciliation */
     bool reconciling, reconcile_again, reconciled;
     struct event *reconcile_timer;
@@ -146,6 +150,8 @@ struct build_job {
     char *host;
     char *vtpmmgr_domain;
     char *image_path; /* result */
+    struct image_pool *pool; /* a reference, for a create */
+    uint64_t sync_ticket;    /* result: image_pool_sync before the journal */
     bool remove;
     bool repair; /* re-define/start only: never recreate a lost image */
 };

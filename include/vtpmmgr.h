@@ -19,6 +19,7 @@
 #ifndef VTPMD_VTPMMGR_H
 #define VTPMD_VTPMMGR_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct event_base;
@@ -72,6 +73,9 @@ struct vtpmmgr_stats {
 
 void vtpmmgr_get_stats(const struct vtpmmgr *m, struct vtpmmgr_stats *out);
 
+/* Whether UUIDs come from provider local (at once, on the next loop turn)
+ * rather than from a proxy over the network. */
+bool vtpmmgr_is_local(const struct vtpmmgr *m);
 /* Requests accepted and not yet called back. */
 unsigned vtpmmgr_pending(const struct vtpmmgr *m);
 

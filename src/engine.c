@@ -89,6 +89,7 @@ static void inst_free(void *p)
         event_free(in->timer);
     if (in->jtimer)
         event_free(in->jtimer);
+    image_pool_unref(in->sync_pool);
     free(in->acks);
     free(in->domain_name);
     free(in->image_path);
@@ -316,9 +317,87 @@ static void inst_journal_write(struct inst *in)
     journal_put(in->e->deps.journal, &r, inst_journal_done, in);
 }
 
-static void journal_retry_cb(evutil_socket_t fd, short what, void *arg)
+/* ---- the image's name, then the journal ---------------------------- */
+
+struct sync_job {
+    struct inst *in;
+    struct image_pool *pool;
+    uint64_t ticket;
+};
+
+static void inst_persist(struct inst *in);
+
+static void persist_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
-    inst_journal_write(arg);
+    inst_persist(arg);
+}
+
+static void persist_retry(struct inst *in)
+{
+    struct timeval tv = {1, 0};
+
+    if (in->jtimer == NULL)
+        in->jtimer = evtimer_new(in->e->base, persist_retry_cb, in);
+    evtimer_add(in->jtimer, &tv);
+}
+
+/* Runs on a libvirt worker (it blocks on the disk; conn is not used). */
+static int sync_work(virConnectPtr conn, void *arg, char **err)
+{
+    struct sync_job *j = arg;
+
+    return image_pool_sync(j->pool, j->ticket, err);
+}
+
+static void sync_done(int ret, char *err, void *arg)
+{
+    struct sync_job *j = arg;
+    struct inst *in = j->in;
+
+    image_pool_unref(j->pool);
+    free(j);
+    if (in->e->stopping) { /* the delivery stays unacked: redone next time */
+        free(err);
+        return;
+    }
+    if (ret < 0) {
+        /* Not durable: the deliveries stay unacked; try again. */
+        in->e->m.journal_retries++;
+        log_error("image directory sync failed, retrying instance=%s error=%s", in->uuid,
+                  err ? err : strerror(-ret));
+        free(err);
+        persist_retry(in);
+        return;
+    }
+    free(err);
+    image_pool_unref(steal_ptr(in->sync_pool));
+    in->sync_ticket = 0;
+    inst_journal_write(in);
+}
+
+/* Makes the outcome durable: the image's name when it came from a spare
+ * (one directory fsync, shared with every create meanwhile), then the
+ * journal record. The record waits for the image: a journal saying READY
+ * for an image a crash then lost would make the redelivered create look
+ * done. */
+static void inst_persist(struct inst *in)
+{
+    struct sync_job *j;
+
+    if (in->sync_pool == NULL) {
+        inst_journal_write(in);
+        return;
+    }
+    j = xcalloc(1, sizeof(*j));
+    j->in = in;
+    j->pool = image_pool_ref(in->sync_pool);
+    j->ticket = in->sync_ticket;
+    if (virt_submit(in->e->deps.virt, sync_work, sync_done, j) < 0) {
+        image_pool_unref(j->pool);
+        free(j);
+        if (!in->e->stopping)
+            persist_retry(in);
+    }
 }
 
 static void inst_journal_done(int ret, void *arg)
@@ -328,14 +407,11 @@ static void inst_journal_done(int ret, void *arg)
     if (ret < 0 && in->e->stopping)
         return;
     if (ret < 0) {
-        struct timeval tv = {1, 0};
         /* Not durable: the deliveries stay unacked; try again. */
         in->e->m.journal_retries++;
         log_error("journal write failed, retrying instance=%s error=%s", in->uuid,
                   strerror(-ret));
-        if (in->jtimer == NULL)
-            in->jtimer = evtimer_new(in->e->base, journal_retry_cb, in);
-        evtimer_add(in->jtimer, &tv);
+        persist_retry(in);
         return;
     }
     if (--in->outstanding == 0)
@@ -358,14 +434,16 @@ static void latency_observe(struct engine *e, const struct timespec *start)
 }
 
 /* Starts the commit (state already set), or finishes it when both the
- * journal write and the status confirm are in. */
+ * journal write (after the image sync, if any) and the status confirm are
+ * in. The status goes out first: it waits for nothing on disk, the ack
+ * waits for everything. */
 void inst_commit_start(struct inst *in, const char *event_type)
 {
     in->step = STEP_COMMIT;
-    in->outstanding = 1; /* a guard until both are issued */
-    in->outstanding++;   /* the journal write */
-    inst_journal_write(in);
+    in->outstanding = 1;                /* a guard until both are issued */
     inst_publish(in, event_type, true); /* counts itself */
+    in->outstanding++;                  /* the journal write */
+    inst_persist(in);
     if (--in->outstanding == 0)
         inst_commit(in);
 }
@@ -445,12 +523,21 @@ static void inst_teardown_failed(struct inst *in)
 
 /* ---- steps ------------------------------------------------------- */
 
+static void publish_start_pending(struct inst *in)
+{
+    if (in->start_pending) {
+        in->start_pending = false;
+        inst_publish(in, "vtpm.create.start", false);
+    }
+}
+
 static void acquire_done(enum vtpmmgr_status st, const char *vtpm_uuid,
                          const char *error, void *arg)
 {
     struct inst *in = arg;
 
     if (st != VTPMMGR_OK) {
+        publish_start_pending(in);
         inst_set_error(in, st == VTPMMGR_ERR_TRANSIENT ? "vtpmmgr_unavailable" : "vtpmmgr_error",
                        error ? error : "vtpmmgr failed");
         inst_begin_rollback(in);
@@ -460,6 +547,7 @@ static void acquire_done(enum vtpmmgr_status st, const char *vtpm_uuid,
     in->step = STEP_BUILD;
     in->attempt = 0;
     inst_step(in);
+    publish_start_pending(in);
 }
 
 
@@ -473,6 +561,7 @@ void build_job_free(struct build_job *j)
     free(j->host);
     free(j->vtpmmgr_domain);
     free(j->image_path);
+    image_pool_unref(j->pool);
     free(j);
 }
 
@@ -503,7 +592,12 @@ int build_work(virConnectPtr conn, void *arg, char **err)
         if (ret < 0)
             return ret;
     }
-    ret = image_create(j->image_dir, j->uuid, j->image_size, &j->image_path, err);
+    /* From a spare when there is one: only a rename on this path. */
+    if (j->pool && strcmp(image_pool_dir(j->pool), j->image_dir) == 0)
+        ret = image_pool_create(j->pool, j->uuid, j->image_size, &j->image_path,
+                                &j->sync_ticket, NULL, err);
+    else
+        ret = image_create(j->image_dir, j->uuid, j->image_size, &j->image_path, err);
     if (ret < 0)
         return ret;
     j->p.image_path = j->image_path;
@@ -558,6 +652,10 @@ static void build_done(int ret, char *err, void *arg)
     }
     if (ret == 0) {
         set_str(&in->image_path, j->image_path);
+        image_pool_unref(steal_ptr(in->sync_pool));
+        in->sync_ticket = j->sync_ticket;
+        if (j->sync_ticket)
+            in->sync_pool = image_pool_ref(j->pool);
         build_job_free(j);
         free(err);
         in->state = INST_READY;
@@ -653,6 +751,7 @@ struct build_job *engine_job_new(struct inst *in)
     j->rule = in->rule ? xstrdup(in->rule) : NULL;
     j->host = xstrdup(cfg->host);
     j->vtpmmgr_domain = xstrdup(cfg->libvirt.vtpmmgr_domain);
+    j->pool = in->e->pool ? image_pool_ref(in->e->pool) : NULL;
     j->p.name = j->name;
     j->p.vtpm_uuid = j->vtpm_uuid;
     j->p.instance_uuid = j->uuid;
@@ -746,8 +845,14 @@ static void inst_start_create(struct inst *in, const struct nova_event *ev,
     in->domain_name = name;
     log_info("provisioning instance=%s rule=%s domain=%s request=%s", in->uuid, in->rule,
              name, in->request_id ? in->request_id : "-");
-    inst_publish(in, "vtpm.create.start", false);
     inst_step(in);
+    /* vtpm.create.start once the first step is under way. The local
+     * provider's UUID comes on the next loop turn: then the status waits
+     * until the build is queued, so that it is not on the build's path. */
+    if (in->step == STEP_ACQUIRE && vtpmmgr_is_local(e->deps.vtpmmgr))
+        in->start_pending = true;
+    else
+        inst_publish(in, "vtpm.create.start", false);
 }
 
 void inst_start_teardown(struct inst *in)
@@ -896,6 +1001,24 @@ static enum inst_state state_from_journal(enum journal_state s)
 
 static void prune_cb(evutil_socket_t fd, short what, void *arg);
 
+/* (Re)starts the spare image pool when image.* changed. */
+static void engine_pool_update(struct engine *e, const struct config *cfg)
+{
+    struct image_pool *p = e->pool;
+    int ret;
+
+    if (p && strcmp(image_pool_dir(p), cfg->image.dir) == 0 &&
+        image_pool_size(p) == cfg->image.size &&
+        image_pool_target(p) == (unsigned)cfg->image.spares)
+        return;
+    e->pool = NULL;
+    image_pool_unref(p); /* jobs under way keep theirs */
+    ret = image_pool_new(cfg->image.dir, cfg->image.size, (unsigned)cfg->image.spares, &e->pool);
+    if (ret < 0)
+        log_error("spare images unavailable, every image is made when needed dir=%s error=%s",
+                  cfg->image.dir, strerror(-ret));
+}
+
 int engine_new(struct event_base *base, const struct engine_deps *deps,
                const struct config *cfg, const struct policy *policy,
                struct engine **out)
@@ -928,6 +1051,7 @@ int engine_new(struct event_base *base, const struct engine_deps *deps,
         in->updated = recs[i].updated;
     }
     log_info("journal loaded instances=%zu", n);
+    engine_pool_update(e, cfg);
     e->prune_timer = event_new(base, -1, EV_PERSIST, prune_cb, e);
     event_add(e->prune_timer, &minute);
     *out = e;
@@ -975,6 +1099,7 @@ void engine_reconfigure(struct engine *e, const struct config *cfg,
 {
     e->cfg = cfg;
     e->policy = policy;
+    engine_pool_update(e, cfg);
 }
 
 size_t engine_busy(const struct engine *e)
@@ -1030,5 +1155,6 @@ void engine_free(struct engine *e)
     while (e->publishing)
         publish_free(e->publishing);
     hmap_free(e->insts, inst_free);
+    image_pool_unref(e->pool);
     free(e);
 }

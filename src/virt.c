@@ -576,8 +576,13 @@ int virt_submit(struct virt *v, virt_work_fn work, virt_done_fn done, void *job_
     }
     TAILQ_INSERT_TAIL(&v->jobs, it, entry);
     v->njobs++;
-    /* Broadcast: a worker waiting for a connect attempt may not take it. */
-    pthread_cond_broadcast(&v->cond);
+    /* Connected: any idle worker takes it, so wake one, not all four.
+     * Otherwise broadcast: a worker waiting for a connect attempt may
+     * not take it. */
+    if (v->conn && !v->connecting && !v->lost)
+        pthread_cond_signal(&v->cond);
+    else
+        pthread_cond_broadcast(&v->cond);
     pthread_mutex_unlock(&v->lock);
     return 0;
 }

@@ -886,6 +886,11 @@ void vtpmmgr_get_stats(const struct vtpmmgr *m, struct vtpmmgr_stats *out)
     *out = m->stats;
 }
 
+bool vtpmmgr_is_local(const struct vtpmmgr *m)
+{
+    return m && m->provider == VTPMMGR_PROVIDER_LOCAL;
+}
+
 unsigned vtpmmgr_pending(const struct vtpmmgr *m)
 {
     return m->pending;
