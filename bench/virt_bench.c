@@ -99,7 +99,7 @@ int main(int argc, char **argv)
 {
     const char *uri = "test:///default";
     int n = 1000, workers = VIRT_WORKERS_DEFAULT, conn_state = -1, ndone, c;
-    struct virt_callbacks cb = {NULL, on_conn};
+    struct virt_callbacks cb = {.connection = on_conn};
     struct event_base *base;
     struct virt *v;
     struct job *jobs;

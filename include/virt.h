@@ -49,6 +49,10 @@ struct virt_callbacks {
     void (*lifecycle)(const char *domain_name, int event /* virDomainEventType */,
                       int detail, void *arg);
     void (*connection)(bool up, void *arg);
+    /* The events lifecycle wants, as bits 1u << virDomainEventType; 0:
+     * all. Others are dropped on libvirt's event thread and never wake
+     * the loop (every create brings a DEFINED and a STARTED). */
+    unsigned lifecycle_events;
 };
 
 int virt_new(struct event_base *base, const char *uri, const struct virt_callbacks *cb,

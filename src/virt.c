@@ -153,6 +153,9 @@ static int virt_on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event,
 
     if (name == NULL)
         return 0;
+    if (v->cb.lifecycle_events && (event < 0 || event >= 32 ||
+                                   !(v->cb.lifecycle_events & (1u << event))))
+        return 0;
     it = xcalloc(1, sizeof(*it));
     it->kind = VIRT_ITEM_LIFECYCLE;
     it->name = xstrdup(name);

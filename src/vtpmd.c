@@ -294,6 +294,9 @@ static int vtpmd_modules_new(struct vtpmd *d)
     };
     static const struct virt_callbacks virt_cb = {
         .lifecycle = vtpmd_lifecycle,
+        /* What engine_domain_event acts on. */
+        .lifecycle_events = 1u << VIR_DOMAIN_EVENT_STOPPED | 1u << VIR_DOMAIN_EVENT_CRASHED |
+                            1u << VIR_DOMAIN_EVENT_UNDEFINED,
         .connection = vtpmd_libvirt_connection,
     };
     struct engine_deps deps = {0};

@@ -70,7 +70,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
 int main(int argc, char **argv)
 {
     struct probe p = {0};
-    struct virt_callbacks cb = {on_lifecycle, on_connection};
+    struct virt_callbacks cb = {.lifecycle = on_lifecycle, .connection = on_connection};
     struct domxml_params dp = {
         .vtpm_uuid = VUUID,
         .instance_uuid = IUUID,

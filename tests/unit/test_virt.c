@@ -112,7 +112,8 @@ static void on_connection(bool up, void *arg)
         f->downs++;
 }
 
-static const struct virt_callbacks callbacks = {on_lifecycle, on_connection};
+static const struct virt_callbacks callbacks = {.lifecycle = on_lifecycle,
+                                               .connection = on_connection};
 
 static int work(virConnectPtr conn, void *arg, char **err)
 {
@@ -608,6 +609,39 @@ static void test_lifecycle_events(void **state)
     free(name);
 }
 
+/* With a mask, only the events asked for reach the loop. */
+static void test_lifecycle_mask(void **state)
+{
+    struct fixture *f = *state;
+    static const struct virt_callbacks masked = {
+        .lifecycle = on_lifecycle,
+        .connection = on_connection,
+        .lifecycle_events = 1u << VIR_DOMAIN_EVENT_STOPPED | 1u << VIR_DOMAIN_EVENT_UNDEFINED,
+    };
+    char *name = NULL;
+    char *xml = make_xml("77777777-6666-4666-8666-666666666666",
+                         "cdcdcdcd-6666-4666-8666-666666666666", &name);
+    struct job j = {.op = OP_DEFINE_START, .xml = xml, .name = name};
+
+    assert_int_equal(virt_new(f->base, URI, &masked, f, &f->v), 0);
+    f->peer = virConnectOpen(URI);
+    assert_non_null(f->peer);
+    assert_true(run_until(f, NULL, &f->ups, 1));
+    f->nevents = 0;
+    assert_int_equal(run_job(f, &j), 0);
+    j.op = OP_DESTROY;
+    assert_int_equal(run_job(f, &j), 0);
+    for (int tries = 0; tries < 100 && !has_event(f, name, VIR_DOMAIN_EVENT_UNDEFINED); tries++)
+        run_for(f, 50);
+    assert_true(has_event(f, name, VIR_DOMAIN_EVENT_STOPPED));
+    assert_true(has_event(f, name, VIR_DOMAIN_EVENT_UNDEFINED));
+    assert_false(has_event(f, name, VIR_DOMAIN_EVENT_DEFINED));
+    assert_false(has_event(f, name, VIR_DOMAIN_EVENT_STARTED));
+    job_clear(&j);
+    free(xml);
+    free(name);
+}
+
 /* Reconnect: the connection is dropped and reopened, reported down then
  * up, and jobs and lifecycle events work on the new connection. */
 static void test_reconnect(void **state)
@@ -804,6 +838,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_get_xml, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lifecycle_events, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lifecycle_mask, setup_bare, teardown),
         cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_concurrent_jobs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_with_pending, setup_bare, teardown),
