@@ -19,7 +19,7 @@
 
 /* Creates <dir>/<instance_uuid>.img of exactly size bytes, mode 0600,
  * with its blocks allocated and reading as zeros, durable (file and
- * directory fsync'd) when this returns. dir is created 0700 when missing
+ * directory fsync'd) when this returns, also when it was already there. dir is created 0700 when missing
  * (its parents 0755); an existing dir that is a symlink, not owned by
  * the effective uid, or group/world-writable is refused (-ELOOP, -EPERM),
  * and so is one below an ancestor owned by another user than root or us,
@@ -74,11 +74,11 @@ struct image_pool *image_pool_ref(struct image_pool *p);
 void image_pool_unref(struct image_pool *p);
 /* Like image_create(p's dir, ...) with the same checks, errors and
  * idempotence, but when a spare of the right size is at hand it is
- * renamed into place instead, and *ticket is set (> 0): the image is
- * then complete and reserved but its name is durable only after
- * image_pool_sync(p, *ticket). *ticket is 0 when nothing is left to
- * sync (made directly and fsync'd, or already there). *spare tells
- * which path was taken (may be NULL). */
+ * renamed into place instead. Either way the directory is not fsync'd:
+ * on success the image is complete, reserved and fsync'd, but its name
+ * is durable only after image_pool_sync(p, *ticket) (*ticket > 0; one
+ * is given for an image that was already there too). *spare tells which
+ * path was taken (may be NULL). */
 int image_pool_create(struct image_pool *p, const char *instance_uuid, uint64_t size,
                       char **path_out, uint64_t *ticket, bool *spare, char **err);
 /* Returns once every rename up to ticket is durable: one fsync of the

@@ -283,8 +283,10 @@ static int image_publish(int dirfd, const char *tmpname, const char *name)
     return 0;
 }
 
-int image_create(const char *dir, const char *instance_uuid, uint64_t size,
-                 char **path_out, char **err)
+/* image_create; with sync_dir false the directory is not fsync'd (the
+ * caller does it later, for many images at once). */
+static int image_create_at(const char *dir, const char *instance_uuid, uint64_t size,
+                           bool sync_dir, char **path_out, char **err)
 {
     char name[IMAGE_NAME_MAX], tmpname[IMAGE_NAME_MAX];
     char *path __autofree = NULL;
@@ -307,6 +309,12 @@ int image_create(const char *dir, const char *instance_uuid, uint64_t size,
     path = image_join(dir, name);
 
     ret = image_check_existing(dirfd, name, path, size, err);
+    if (ret == 0 && sync_dir && fsync(dirfd) < 0) {
+        /* Already there: perhaps renamed by a create that stopped just
+         * after, so its name is made durable here too. */
+        ret = -errno;
+        image_seterr(err, "cannot fsync image directory %s: %s", dir, strerror(-ret));
+    }
     if (ret != -ENOENT)
         goto out; /* already there (0), or something wrong there */
 
@@ -361,7 +369,7 @@ int image_create(const char *dir, const char *instance_uuid, uint64_t size,
         goto out;
     }
     tmp_made = false;
-    if (fsync(dirfd) < 0) {
+    if (sync_dir && fsync(dirfd) < 0) {
         ret = -errno;
         image_seterr(err, "cannot fsync image directory %s: %s", dir, strerror(-ret));
         goto out;
@@ -373,6 +381,12 @@ out:
     if (ret == 0 && path_out)
         *path_out = steal_ptr(path);
     return ret;
+}
+
+int image_create(const char *dir, const char *instance_uuid, uint64_t size,
+                 char **path_out, char **err)
+{
+    return image_create_at(dir, instance_uuid, size, true, path_out, err);
 }
 
 int image_remove(const char *dir, const char *instance_uuid, char **err)
@@ -701,6 +715,31 @@ static char *pool_pop(struct image_pool *p)
     return name;
 }
 
+static uint64_t pool_ticket(struct image_pool *p)
+{
+    uint64_t t;
+
+    pthread_mutex_lock(&p->lock);
+    t = ++p->renamed;
+    pthread_mutex_unlock(&p->lock);
+    return t;
+}
+
+/* No spare: the image is made here, file fsync'd before its rename as
+ * always, but the directory is left to image_pool_sync like a spare's
+ * rename. The ticket is taken after the rename, so a sync for it always
+ * starts after the rename. (An image that was already there gets one
+ * too: it may be the rename of a create that failed just after it.) */
+static int pool_create_direct(struct image_pool *p, const char *instance_uuid, uint64_t size,
+                              char **path_out, uint64_t *ticket, char **err)
+{
+    int ret = image_create_at(p->dir, instance_uuid, size, false, path_out, err);
+
+    if (ret == 0)
+        *ticket = pool_ticket(p);
+    return ret;
+}
+
 int image_pool_create(struct image_pool *p, const char *instance_uuid, uint64_t size,
                       char **path_out, uint64_t *ticket, bool *spare, char **err)
 {
@@ -712,14 +751,16 @@ int image_pool_create(struct image_pool *p, const char *instance_uuid, uint64_t 
     *ticket = 0;
     if (spare)
         *spare = false;
-    if (p->target == 0 || size != p->size || image_names(instance_uuid, name, NULL) < 0)
-        return image_create(p->dir, instance_uuid, size, path_out, err);
+    if (image_names(instance_uuid, name, NULL) < 0 || p->target == 0 || size != p->size)
+        return pool_create_direct(p, instance_uuid, size, path_out, ticket, err);
     ret = image_open_dir(p->dir, true, &dirfd, err);
     if (ret < 0)
         return ret;
     path = image_join(p->dir, name);
     ret = image_check_existing(dirfd, name, path, size, err);
     if (ret != -ENOENT) {
+        if (ret == 0) /* perhaps renamed by a create that stopped just after */
+            *ticket = pool_ticket(p);
         if (ret == 0 && path_out)
             *path_out = steal_ptr(path);
         return ret; /* already there (0), or something wrong there */
@@ -728,7 +769,7 @@ int image_pool_create(struct image_pool *p, const char *instance_uuid, uint64_t 
         char *s __autofree = pool_pop(p);
 
         if (s == NULL)
-            return image_create(p->dir, instance_uuid, size, path_out, err);
+            return pool_create_direct(p, instance_uuid, size, path_out, ticket, err);
         ret = image_publish(dirfd, s, name);
         if (ret == -ENOENT)
             continue; /* gone meanwhile (another pool after a reload took it) */
@@ -747,9 +788,7 @@ int image_pool_create(struct image_pool *p, const char *instance_uuid, uint64_t 
                      path, strerror(-ret));
         return ret;
     }
-    pthread_mutex_lock(&p->lock);
-    *ticket = ++p->renamed;
-    pthread_mutex_unlock(&p->lock);
+    *ticket = pool_ticket(p);
     if (spare)
         *spare = true;
     if (path_out)
