@@ -13,6 +13,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "image.h"
@@ -491,6 +492,11 @@ int image_list(const char *dir, struct strlist *uuids_out, char **err)
 #define SPARE_HEX 16
 #define SPARE_NAME_MAX (sizeof(SPARE_PREFIX) + SPARE_HEX + sizeof(SPARE_TMP_SUFFIX))
 #define SPARE_RETRY_S 5
+/* The thread makes spares only after this long without a take (unless
+ * none is left): making one allocates an inode, reserves blocks and
+ * fsyncs, holding the directory's lock at times, and would otherwise do
+ * so right beside the create that took the spare. */
+#define SPARE_QUIET_NS 5000000ull
 
 struct image_pool {
     pthread_mutex_t lock;
@@ -505,6 +511,7 @@ struct image_pool {
     char **names; /* spares ready (names in dir), a stack */
     size_t n, cap;
     uint64_t renamed, synced; /* tickets: renames made, renames durable */
+    uint64_t last_take_ns;    /* CLOCK_MONOTONIC */
     bool syncing;
 };
 
@@ -607,6 +614,21 @@ static void spare_adopt(struct image_pool *p)
         log_info("spare images adopted dir=%s kept=%u removed=%u", p->dir, kept, dropped);
 }
 
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static struct timespec mono_at(uint64_t ns)
+{
+    struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
+
+    return ts;
+}
+
 static void *spare_main(void *arg)
 {
     struct image_pool *p = arg;
@@ -618,8 +640,16 @@ static void *spare_main(void *arg)
         char *err = NULL;
         int ret;
 
+        uint64_t quiet_until = p->last_take_ns + SPARE_QUIET_NS;
+
         if (p->n >= p->target) {
             pthread_cond_wait(&p->work, &p->lock);
+            continue;
+        }
+        if (p->n > 0 && mono_ns() < quiet_until) {
+            struct timespec ts = mono_at(quiet_until);
+
+            pthread_cond_timedwait(&p->work, &p->lock, &ts);
             continue;
         }
         pthread_mutex_unlock(&p->lock);
@@ -631,15 +661,13 @@ static void *spare_main(void *arg)
                 log_info("spare images: making them again dir=%s", p->dir);
             p->failing = false;
         } else {
-            struct timespec ts;
+            struct timespec ts = mono_at(mono_ns() + SPARE_RETRY_S * 1000000000ull);
 
             if (!p->failing)
                 log_warn("spare images: cannot make one, creates take the slower direct "
                          "path; retrying every %ds error=\"%s\"",
                          SPARE_RETRY_S, err ? err : strerror(-ret));
             p->failing = true;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += SPARE_RETRY_S;
             if (!p->stopping)
                 pthread_cond_timedwait(&p->work, &p->lock, &ts);
         }
@@ -652,12 +680,16 @@ static void *spare_main(void *arg)
 int image_pool_new(const char *dir, uint64_t size, unsigned spares, struct image_pool **out)
 {
     struct image_pool *p;
+    pthread_condattr_t ca;
 
     if (!dir || dir[0] != '/' || size == 0 || size > (uint64_t)INT64_MAX || !out)
         return -EINVAL;
     p = xcalloc(1, sizeof(*p));
     pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->work, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->work, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_cond_init(&p->sync_done, NULL);
     atomic_init(&p->refs, 1);
     p->dir = xstrdup(dir);
@@ -708,8 +740,10 @@ static char *pool_pop(struct image_pool *p)
     char *name = NULL;
 
     pthread_mutex_lock(&p->lock);
-    if (p->n > 0)
+    if (p->n > 0) {
         name = p->names[--p->n];
+        p->last_take_ns = mono_ns();
+    }
     pthread_cond_signal(&p->work);
     pthread_mutex_unlock(&p->lock);
     return name;
