@@ -106,6 +106,7 @@ struct config {
         char *kernel;
         uint64_t memory;
         char *vtpmmgr_domain;
+        int64_t workers;
     } libvirt;
 
     struct {

@@ -37,7 +37,9 @@ struct virt;
 
 /* Workers of virt_new(). libvirt serves calls on one connection
  * concurrently; the test driver spends ~0.5 ms of CPU parsing XML per
- * define or start, libxl far more waiting for Xen. */
+ * define or start, libxl far more waiting for Xen, and the engine's jobs
+ * also wait on the disk (images, their directory). vtpmd takes
+ * libvirt.workers (default 8). */
 #define VIRT_WORKERS_DEFAULT 4
 #define VIRT_WORKERS_MAX 32
 /* Reconnect backoff: doubles from MIN to MAX. */

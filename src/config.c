@@ -146,6 +146,8 @@ static const struct cfg_key config_keys[] = {
      "vTPM stub domain kernel."},
     {"libvirt.memory", CFG_SIZE, OFF(libvirt.memory), "8MiB", 1 * MiB, 1 * GiB, NULL, 0, NULL,
      "Stub domain memory."},
+    {"libvirt.workers", CFG_INT, OFF(libvirt.workers), "8", 1, 32 /* VIRT_WORKERS_MAX */, NULL, 0, NULL,
+     "Threads calling libvirt (and waiting on the disk) in parallel; read at start."},
     {"libvirt.vtpmmgr_domain", CFG_STRING, OFF(libvirt.vtpmmgr_domain), "vtpmmgr", 0, 0, NULL, 0, NULL,
      "Name of the vtpmmgr domain (the stub domain's vtpm backend)."},
     {"control.socket", CFG_PATH, OFF(control.socket), VTPMD_RUN_DIR "/control.sock", 0, 0, NULL, 0, NULL,

@@ -217,6 +217,11 @@ int vtpmd_reload(struct vtpmd *d)
                  next->vtpmmgr.api);
     }
     /* Everything is valid: swap. */
+    if (strcmp(next->libvirt.uri, d->cfg->libvirt.uri) != 0 ||
+        next->libvirt.workers != d->cfg->libvirt.workers)
+        log_warn("libvirt.uri and libvirt.workers take effect when vtpmd restarts; "
+                 "still using uri=%s workers=%lld",
+                 d->cfg->libvirt.uri, (long long)d->cfg->libvirt.workers);
     if (d->engine)
         engine_reconfigure(d->engine, next, policy);
     if (d->bus)
@@ -318,7 +323,8 @@ static int vtpmd_modules_new(struct vtpmd *d)
         log_error("cannot set up the vtpmmgr client provider=%s", d->cfg->vtpmmgr.url ? d->cfg->vtpmmgr.url : "local");
         goto out;
     }
-    ret = virt_new(d->base, d->cfg->libvirt.uri, &virt_cb, d, &d->virt);
+    ret = virt_new_workers(d->base, d->cfg->libvirt.uri, (unsigned)d->cfg->libvirt.workers,
+                           &virt_cb, d, &d->virt);
     if (ret < 0) {
         log_error("cannot start the libvirt worker uri=%s", d->cfg->libvirt.uri);
         goto out;

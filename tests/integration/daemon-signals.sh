@@ -42,6 +42,15 @@ kill -HUP $pid
 wait_count "$T/daemon.log" 'configuration reloaded' 2 30 || fail "second good reload not applied"
 pass "reload with a broken file keeps running"
 
+# What is read only at start is said so, not silently ignored.
+grep -q 'restarts' "$T/daemon.log" && fail "restart warning without a change"
+sed -i "s|libvirt: {uri: 'test:///default'}|libvirt: {uri: 'test:///default', workers: 3}|" "$T/vtpmd.yaml"
+kill -HUP $pid
+wait_count "$T/daemon.log" 'configuration reloaded' 3 30 || fail "third good reload not applied"
+grep -q 'libvirt.uri and libvirt.workers take effect when vtpmd restarts; still using uri=test:///default workers=8' \
+    "$T/daemon.log" || fail "no warning for a libvirt.workers change"
+pass "a reload that changes libvirt.workers warns that it needs a restart"
+
 kill -TERM $pid
 wait $pid
 rc=$?
