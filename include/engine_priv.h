@@ -102,6 +102,7 @@ struct engine_metrics {
     uint64_t provisions_ok, provisions_failed, teardowns_ok, teardowns_failed;
     uint64_t denied, duplicates, tombstoned;
     uint64_t retries, status_retries, journal_retries;
+    uint64_t images_spare, images_made; /* creates' images by source */
     uint64_t step_failures[6];
     /* provisioning latency histogram (seconds), cumulative buckets */
     uint64_t lat_buckets[12];
@@ -152,6 +153,7 @@ struct build_job {
     char *image_path; /* result */
     struct image_pool *pool; /* a reference, for a create */
     uint64_t sync_ticket;    /* result: image_pool_sync before the journal */
+    bool from_spare;         /* result: the image was a spare */
     bool remove;
     bool repair; /* re-define/start only: never recreate a lost image */
 };

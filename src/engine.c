@@ -598,7 +598,7 @@ int build_work(virConnectPtr conn, void *arg, char **err)
     /* From a spare when there is one: only a rename on this path. */
     if (j->pool && strcmp(image_pool_dir(j->pool), j->image_dir) == 0)
         ret = image_pool_create(j->pool, j->uuid, j->image_size, &j->image_path,
-                                &j->sync_ticket, NULL, err);
+                                &j->sync_ticket, &j->from_spare, err);
     else
         ret = image_create(j->image_dir, j->uuid, j->image_size, &j->image_path, err);
     if (ret < 0)
@@ -660,6 +660,12 @@ static void build_done(int ret, char *err, void *arg)
         in->sync_ticket = j->sync_ticket;
         if (j->sync_ticket)
             in->sync_pool = image_pool_ref(j->pool);
+        if (!j->repair) {
+            if (j->from_spare)
+                in->e->m.images_spare++;
+            else
+                in->e->m.images_made++;
+        }
         build_job_free(j);
         free(err);
         in->state = INST_READY;

@@ -11,6 +11,7 @@
 #include "bus.h"
 #include "config.h"
 #include "engine_priv.h"
+#include "image.h"
 #include "log.h"
 #include "virt.h"
 #include "vtpmmgr.h"
@@ -451,6 +452,16 @@ static void handle_metrics(struct engine *e, struct control_req *req)
            "vtpmd_vtpmmgr_pending %u\n",
            (unsigned long)vs.requests, (unsigned long)vs.retries, (unsigned long)vs.failures,
            vtpmmgr_pending(e->deps.vtpmmgr));
+    metric(&buf, &len, &cap,
+           "# HELP vtpmd_images_total Backing images of creates: spare (renamed from the pool) or made (when needed, or already there).\n"
+           "# TYPE vtpmd_images_total counter\n"
+           "vtpmd_images_total{source=\"spare\"} %lu\n"
+           "vtpmd_images_total{source=\"made\"} %lu\n"
+           "# HELP vtpmd_image_spares Spare images ready (image.spares is the target).\n"
+           "# TYPE vtpmd_image_spares gauge\n"
+           "vtpmd_image_spares %u\n",
+           (unsigned long)m->images_spare, (unsigned long)m->images_made,
+           e->pool ? image_pool_spares(e->pool) : 0u);
     metric(&buf, &len, &cap,
            "# HELP vtpmd_orphans Stub domains or images found by the last reconciliation "
            "that belong to no instance vtpmd holds.\n"

@@ -61,6 +61,15 @@ grew() {
         fail "$3 did not grow: $_b -> $_a"
 }
 
+# Spare images are made ahead (image.spares, 32 by default): wait for one.
+i=0
+until ctl metrics | grep -Eq '^vtpmd_image_spares [1-9]'; do
+    [ $i -lt 300 ] || fail "no spare image made: $(ctl metrics | grep image_spares)"
+    sleep 0.1
+    i=$((i + 1))
+done
+[ "$(ls -A "$T/images" | grep -Ec '^\.spare-[0-9a-f]{16}\.img$')" -ge 1 ] || fail "no spare on disk"
+
 scrape before
 for f in before.sock.txt before.tcp.txt; do
     [ "$(value "$T/$f" vtpmd_bus_up)" = 1 ] || fail "$f: bus_up"
@@ -83,6 +92,8 @@ for t in sock tcp; do
     B=before.$t.txt A=after.$t.txt
     grew $B $A 'vtpmd_notifications_total{outcome="relevant"}' 4
     grew $B $A 'vtpmd_provisions_total{outcome="ok"}'
+    grew $B $A 'vtpmd_images_total{source="spare"}'
+    [ "$(value "$T/$A" 'vtpmd_images_total{source="made"}')" = 0 ] || fail "$t: image made, not taken"
     grew $B $A 'vtpmd_teardowns_total{outcome="ok"}'
     grew $B $A vtpmd_vtpmmgr_requests_total
     grew $B $A vtpmd_provision_seconds_count
@@ -91,7 +102,7 @@ for t in sock tcp; do
     [ "$(value "$T/$A" 'vtpmd_instances{state="ready"}')" = 0 ] || fail "$t: ready gauge after delete"
     [ "$(value "$T/$A" 'vtpmd_provisions_total{outcome="failed"}')" = 0 ] || fail "$t: failures"
 done
-pass "counters, gauges and the latency histogram move, same over the socket and TCP"
+pass "counters, gauges and the latency histogram move, same over the socket and TCP; the image was a spare"
 
 # Malformed input is counted.
 "$PYTHON" - "$BROKER_URL" <<'PY' || fail "raw publish"
