@@ -2,14 +2,16 @@
  * virt: domxml_build + define + start, and destroy + undefine, on
  * test:///default (or -u URI). Prints figures; asserts nothing.
  *
- *   bench/virt_bench [-n N] [-w WORKERS] [-u URI]
+ *   bench/virt_bench [-n N] [-w WORKERS] [-u URI] [-g GAP_MS]
  *
  * "serial": one job at a time, submit → done callback on the loop
  * (includes the hand-off to the worker and back) and the libvirt calls
- * alone as timed on the worker. "burst": N jobs submitted at once. */
+ * alone as timed on the worker; -g sleeps between them, as creates at a
+ * steady rate do (caches cold again). "burst": N jobs submitted at once. */
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <unistd.h>
 #include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -98,24 +100,25 @@ static void loop_until(struct event_base *base, const int *count, int want)
 int main(int argc, char **argv)
 {
     const char *uri = "test:///default";
-    int n = 1000, workers = VIRT_WORKERS_DEFAULT, conn_state = -1, ndone, c;
+    int n = 1000, workers = VIRT_WORKERS_DEFAULT, conn_state = -1, ndone, c, gap_ms = 0;
     struct virt_callbacks cb = {.connection = on_conn};
     struct event_base *base;
     struct virt *v;
     struct job *jobs;
     uint64_t *lat, *wk, t0, build_ns = 0;
 
-    while ((c = getopt(argc, argv, "n:w:u:")) != -1) {
+    while ((c = getopt(argc, argv, "n:w:u:g:")) != -1) {
         switch (c) {
         case 'n': n = atoi(optarg); break;
+        case 'g': gap_ms = atoi(optarg); break;
         case 'w': workers = atoi(optarg); break;
         case 'u': uri = optarg; break;
         default:
-            fprintf(stderr, "usage: %s [-n N] [-w WORKERS] [-u URI]\n", argv[0]);
+            fprintf(stderr, "usage: %s [-n N] [-w WORKERS] [-u URI] [-g GAP_MS]\n", argv[0]);
             return 2;
         }
     }
-    if (n < 1 || workers < 1) {
+    if (n < 1 || workers < 1 || gap_ms < 0) {
         fprintf(stderr, "bad -n or -w\n");
         return 2;
     }
@@ -163,7 +166,7 @@ int main(int argc, char **argv)
         build_ns += now_ns() - t0;
         jobs[i].ndone = &ndone;
     }
-    printf("uri=%s workers=%d n=%d\n", uri, workers, n);
+    printf("uri=%s workers=%d n=%d serial gap=%d ms\n", uri, workers, n, gap_ms);
     printf("%-34s mean %7.3f ms\n", "domxml_build", build_ns / 1e6 / n);
 
     for (int phase = 0; phase < 2; phase++) {
@@ -177,6 +180,8 @@ int main(int argc, char **argv)
             loop_until(base, &ndone, i + 1);
             lat[i] = jobs[i].finished - jobs[i].submitted;
             wk[i] = jobs[i].work_ns;
+            if (gap_ms)
+                usleep((useconds_t)gap_ms * 1000);
         }
         report(destroy ? "serial destroy+undefine, loop" : "serial define+start, loop", lat, n);
         report(destroy ? "serial destroy+undefine, libvirt" : "serial define+start, libvirt", wk, n);
