@@ -48,6 +48,7 @@ struct inst_job {
     struct inst_job *next;
     struct nova_event ev;
     struct bus_delivery *d;
+    bool redelivered;
 };
 
 struct inst {
@@ -76,6 +77,7 @@ struct inst {
     int outstanding;       /* journal write + status confirm of the commit */
     bool commit_failed;
     bool start_pending;    /* vtpm.create.start not published yet */
+    bool torn_down;        /* DELETED by a teardown (vtpm.delete.end sent) */
     struct image_pool *sync_pool; /* with sync_ticket: the image's name */
     uint64_t sync_ticket;         /* is durable once image_pool_sync'd */
     struct timespec started;

@@ -54,8 +54,10 @@ vtpmctl_LDADD = libvtpmcommon.a $(JANSSON_LIBS)
 libvtpmd_a_SOURCES += src/engine.c src/engine_ctl.c src/engine_reconcile.c \
 	include/engine.h include/engine_priv.h
 
-TESTS += tests/integration/engine-e2e.sh tests/integration/engine-proxy.sh
+TESTS += tests/integration/engine-e2e.sh tests/integration/engine-proxy.sh \
+	tests/integration/engine-redelivered.sh
 EXTRA_DIST += tests/integration/engine-e2e.sh tests/integration/engine-proxy.sh tests/lib/vtpmd.sh \
+	tests/integration/engine-redelivered.sh \
 	tests/tools/nova_emit.py tests/tools/status_listener.py
 
 # vtpmd's domain XML against the schema of the libvirt that

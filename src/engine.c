@@ -151,6 +151,7 @@ struct publish_ctx {
     struct publish_ctx *prev, *next; /* engine's list of live ones */
     struct event *timer;             /* retry backoff */
     struct inst *in; /* counts toward in's commit; NULL otherwise */
+    struct bus_delivery *ack; /* acked once confirmed (a republished outcome) */
     struct engine *e;
     char *event_type;
     char *strs[9];
@@ -203,6 +204,8 @@ static void publish_done(int status, void *arg)
         evtimer_add(p->timer, &tv);
         return;
     }
+    if (p->ack) /* confirmed; or stopping: dropped, the broker redelivers */
+        bus_ack(p->e->deps.bus, steal_ptr(p->ack));
     publish_free(p);
     if (in && status == 0 && --in->outstanding == 0)
         inst_commit(in);
@@ -223,6 +226,8 @@ static void publish_send(struct publish_ctx *p)
                   p->event_type, p->p.instance_uuid, strerror(-ret));
         if (p->in && !p->e->stopping && --p->in->outstanding == 0)
             inst_commit(p->in);
+        if (p->ack)
+            bus_ack(p->e->deps.bus, steal_ptr(p->ack));
         publish_free(p);
     }
 }
@@ -234,8 +239,10 @@ static const char *keep(struct publish_ctx *p, size_t i, const char *s)
 }
 
 /* Publishes a status notification about in; with commit, it counts
- * toward the instance's commit (the ack waits for its confirm). */
-void inst_publish(struct inst *in, const char *event_type, bool commit)
+ * toward the instance's commit (the ack waits for its confirm); with ack,
+ * that delivery is acked once the broker confirms it. */
+static void inst_publish_ack(struct inst *in, const char *event_type, bool commit,
+                             struct bus_delivery *ack)
 {
     struct publish_ctx *p = xcalloc(1, sizeof(*p));
     struct timespec now;
@@ -250,6 +257,7 @@ void inst_publish(struct inst *in, const char *event_type, bool commit)
         p->next->prev = p;
     in->e->publishing = p;
     p->in = commit ? in : NULL;
+    p->ack = ack;
     p->event_type = xstrdup(event_type);
     p->p.instance_uuid = keep(p, 0, in->uuid);
     p->p.host = keep(p, 1, in->e->cfg->host);
@@ -259,6 +267,8 @@ void inst_publish(struct inst *in, const char *event_type, bool commit)
     p->p.rule = keep(p, 5, in->rule);
     p->p.state = inst_state_name(in->state);
     p->p.duration_ms = (int64_t)(ms < 0 ? 0 : ms);
+    if (ack)
+        p->p.duration_ms = -1; /* a resent outcome: null, its duration is long gone */
     p->p.request_id = keep(p, 6, in->request_id);
     if (in->error) {
         p->p.error_code = keep(p, 7, in->error_code ? in->error_code : "error");
@@ -267,6 +277,24 @@ void inst_publish(struct inst *in, const char *event_type, bool commit)
     if (commit)
         in->outstanding++;
     publish_send(p);
+}
+
+void inst_publish(struct inst *in, const char *event_type, bool commit)
+{
+    inst_publish_ack(in, event_type, commit, NULL);
+}
+
+/* A redelivered notification whose outcome is already durable: the
+ * delivery was not acked, so vtpmd may have stopped before that outcome's
+ * status reached the broker (it is sent after the journal write is handed
+ * over, and a crash can fall between the two). Send it again and ack
+ * once it is confirmed: a duplicate status is harmless, a lost one is
+ * not. */
+static void inst_republish(struct inst *in, const char *event_type, struct bus_delivery *d)
+{
+    inst_publish_ack(in, event_type, false, d);
+    log_info("redelivered notification of a finished instance: status sent again "
+             "instance=%s event=%s", in->uuid, event_type);
 }
 
 /* ---- commit ------------------------------------------------------ */
@@ -736,6 +764,7 @@ static void release_done(enum vtpmmgr_status st, const char *vtpm_uuid,
         in->vtpm_uuid[0] = '\0'; /* released: a FAILED record holds none */
     if (in->op == OP_TEARDOWN) {
         in->state = INST_DELETED;
+        in->torn_down = true;
         set_str(&in->error, NULL);
         set_str(&in->error_code, NULL);
         inst_commit_start(in, "vtpm.delete.end");
@@ -911,7 +940,12 @@ void inst_kick(struct inst *in)
                 e->m.duplicates++;
                 log_debug("create already handled instance=%s state=%s", in->uuid,
                           inst_state_name(in->state));
-                bus_ack(e->deps.bus, j->d);
+                if (j->redelivered && in->state == INST_READY)
+                    inst_republish(in, "vtpm.create.end", j->d);
+                else if (j->redelivered && in->state == INST_FAILED)
+                    inst_republish(in, "vtpm.create.error", j->d);
+                else
+                    bus_ack(e->deps.bus, j->d);
             } else {
                 policy_decide(e->policy, &j->ev, &pd);
                 if (!pd.selected) {
@@ -938,7 +972,10 @@ void inst_kick(struct inst *in)
                 if (in->state == INST_NONE)
                     in->state = INST_DELETED;
                 in->updated = time(NULL);
-                bus_ack(e->deps.bus, j->d);
+                if (j->redelivered && in->torn_down)
+                    inst_republish(in, "vtpm.delete.end", j->d);
+                else
+                    bus_ack(e->deps.bus, j->d);
             }
             break;
         default:
@@ -982,6 +1019,7 @@ void engine_deliver(struct bus_delivery *d, const void *body, size_t len,
               j->ev.event_type ? j->ev.event_type : "?", j->ev.instance_uuid,
               j->ev.format == NOVA_FORMAT_LEGACY ? "legacy" : "versioned", (int)redelivered);
     j->d = d;
+    j->redelivered = redelivered;
     in = inst_get(e, j->ev.instance_uuid, true);
     *in->queue_tail = j;
     in->queue_tail = &j->next;
@@ -1048,6 +1086,7 @@ int engine_new(struct event_base *base, const struct engine_deps *deps,
         struct inst *in = inst_get(e, recs[i].instance_uuid, true);
 
         in->state = state_from_journal(recs[i].state);
+        in->torn_down = in->state == INST_DELETED; /* tombstones are written by teardowns */
         memcpy(in->vtpm_uuid, recs[i].vtpm_uuid, 37);
         set_str(&in->domain_name, recs[i].domain_name);
         set_str(&in->image_path, recs[i].image_path);
@@ -1144,6 +1183,9 @@ void engine_shutdown(struct engine *e)
     e->stopping = true;
     e->draining = true;
     hmap_foreach(e->insts, release_held, e);
+    for (struct publish_ctx *p = e->publishing; p; p = p->next)
+        if (p->ack)
+            bus_ack(e->deps.bus, steal_ptr(p->ack));
 }
 
 void engine_free(struct engine *e)
