@@ -570,6 +570,20 @@ static bool has_event(struct fixture *f, const char *name, int event)
     return false;
 }
 
+/* Defines, starts, destroys and undefines j's domain, with the events
+ * seen from then on in f->events (until UNDEFINED, or 5 s). */
+static void create_destroy_events(struct fixture *f, struct job *j)
+{
+    f->nevents = 0;
+    j->op = OP_DEFINE_START;
+    assert_int_equal(run_job(f, j), 0);
+    j->op = OP_DESTROY;
+    assert_int_equal(run_job(f, j), 0);
+    /* Events are asynchronous: wait for the last one. */
+    for (int tries = 0; tries < 100 && !has_event(f, j->name, VIR_DOMAIN_EVENT_UNDEFINED); tries++)
+        run_for(f, 50);
+}
+
 /* Lifecycle events reach the loop thread, in order, for our domains. */
 static void test_lifecycle_events(void **state)
 {
@@ -584,13 +598,7 @@ static void test_lifecycle_events(void **state)
     };
     int k = 0;
 
-    f->nevents = 0;
-    assert_int_equal(run_job(f, &j), 0);
-    j.op = OP_DESTROY;
-    assert_int_equal(run_job(f, &j), 0);
-    /* Events are asynchronous: wait for the last one. */
-    for (int tries = 0; tries < 100 && !has_event(f, name, VIR_DOMAIN_EVENT_UNDEFINED); tries++)
-        run_for(f, 50);
+    create_destroy_events(f, &j);
     for (int i = 0; i < f->nevents && k < 4; i++) {
         char w[160];
 
@@ -627,12 +635,7 @@ static void test_lifecycle_mask(void **state)
     f->peer = virConnectOpen(URI);
     assert_non_null(f->peer);
     assert_true(run_until(f, NULL, &f->ups, 1));
-    f->nevents = 0;
-    assert_int_equal(run_job(f, &j), 0);
-    j.op = OP_DESTROY;
-    assert_int_equal(run_job(f, &j), 0);
-    for (int tries = 0; tries < 100 && !has_event(f, name, VIR_DOMAIN_EVENT_UNDEFINED); tries++)
-        run_for(f, 50);
+    create_destroy_events(f, &j);
     assert_true(has_event(f, name, VIR_DOMAIN_EVENT_STOPPED));
     assert_true(has_event(f, name, VIR_DOMAIN_EVENT_UNDEFINED));
     assert_false(has_event(f, name, VIR_DOMAIN_EVENT_DEFINED));
