@@ -71,17 +71,19 @@ broker_wait() {
 }
 
 # Stops the node (and its epmd); safe to call twice.
+# Safe under set -e (scripts/demo.sh calls it from its EXIT trap): a
+# process already gone is not a failure.
 broker_stop() {
     [ -n "${BROKER_DIR:-}" ] || return 0
     if [ -s "$BROKER_DIR/rabbit.pid" ]; then
         broker_ctl stop "$BROKER_DIR/rabbit.pid" >/dev/null 2>&1 ||
-            kill -9 "$(cat "$BROKER_DIR/rabbit.pid")" 2>/dev/null
+            kill -9 "$(cat "$BROKER_DIR/rabbit.pid")" 2>/dev/null || true
         rm -f "$BROKER_DIR/rabbit.pid"
     fi
-    pkill -f "epmd.*-port $BROKER_EPMD_PORT" 2>/dev/null
+    pkill -f "epmd.*-port $BROKER_EPMD_PORT" 2>/dev/null || true
     for p in $(pgrep -x epmd 2>/dev/null); do
         if tr '\0' ' ' < /proc/$p/environ 2>/dev/null | grep -q "ERL_EPMD_PORT=$BROKER_EPMD_PORT "; then
-            kill "$p" 2>/dev/null
+            kill "$p" 2>/dev/null || true
         fi
     done
     return 0
