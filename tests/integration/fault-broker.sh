@@ -33,6 +33,7 @@
 broker_start "$T/broker"
 add_cleanup broker_stop
 . "$top_srcdir/tests/lib/vtpmd.sh"
+. "$top_srcdir/tests/lib/fault.sh"
 VTPMD_HOST=compute1 # the fixtures' host
 
 TRIALS=${FAULT_BROKER_TRIALS:-1}
@@ -46,13 +47,6 @@ vtpmd_config "$T/vtpmd.yaml" \
     "vtpmmgr: {provider: keylime-proxy, url: '$FAKE_PROXY_URL', api: v1, retry_for: 2m}"
 vtpmd_start "$T/vtpmd.yaml"
 
-rnd() { "$PYTHON" -c "import random,sys; r=random.Random($1); print('%.2f' % r.uniform($2, $3))"; }
-
-check() {
-    "$PYTHON" "$TOOLS/fault_burst.py" check $PLANS --vtpmctl "$VTPMCTL" --socket "$T/control.sock" \
-        --images "$T/images" --fake-ctl "$FAKE_PROXY_CTL" --status "$T/status.jsonl" "$@"
-}
-
 burst() {
     "$PYTHON" "$TOOLS/fault_burst.py" burst --url "$BROKER_URL" \
         --fixtures "$top_srcdir/tests/fixtures/nova" --seed "$1" --instances "$2" \
@@ -65,17 +59,12 @@ trial=1
 start=$(date +%s)
 while [ $trial -le "$TRIALS" ]; do
     seed=$((SEED + trial * 2))
-    r0=$(count_matches "$T/vtpmd.log" 'instance (ready|deleted) ')
+    r0=$(commits)
     # Stopped after a random number of this burst's commits (of ~1.4 N).
     k=$(rnd "$seed" 10 "$N" | cut -d. -f1)
     burst "$seed" "$N"
-    i=0
-    while [ $(($(count_matches "$T/vtpmd.log" 'instance (ready|deleted) ') - r0)) -lt "$k" ] &&
-        [ $i -lt 1200 ]; do
-        sleep 0.05
-        i=$((i + 1))
-    done
-    done=$(($(count_matches "$T/vtpmd.log" 'instance (ready|deleted) ') - r0))
+    wait_commits "$r0" "$k"
+    done=$(($(commits) - r0))
     t0=$(date +%s)
     broker_restart_stop
     echo "# trial $trial: broker stopping after $done of the burst's commits (aimed at $k)"
@@ -88,12 +77,7 @@ while [ $trial -le "$TRIALS" ]; do
     wait_count "$T/vtpmd.log" 'bus ready' $((trial + 1)) 60 || fail "vtpmd did not reconnect"
     burst "$((seed + 1))" "$((N / 3))"
     queue_idle 120 || fail "trial $trial: queue not drained"
-    i=0
-    while ! check > "$T/check.out" 2>&1; do
-        i=$((i + 1))
-        [ $i -ge 30 ] && { cat "$T/check.out"; fail "trial $trial (seed $seed): invariants violated"; }
-        sleep 1
-    done
+    check_until 30 1 || fail "trial $trial (seed $seed): invariants violated"
     check --show 40 > "$T/check.out" 2>&1 || { cat "$T/check.out"; fail "trial $trial: ctl show"; }
     pass "trial $trial seed=$seed: $(grep -o 'instances=.*' "$T/check.out")"
     trial=$((trial + 1))

@@ -36,6 +36,7 @@
 broker_start "$T/broker"
 add_cleanup broker_stop
 . "$top_srcdir/tests/lib/vtpmd.sh"
+. "$top_srcdir/tests/lib/fault.sh"
 VTPMD_HOST=compute1 # the fixtures' host
 
 TRIALS=${FAULT_KILL_TRIALS:-10}
@@ -49,32 +50,12 @@ vtpmd_config "$T/vtpmd.yaml" \
     "vtpmmgr: {provider: keylime-proxy, url: '$FAKE_PROXY_URL', api: v1, retry_for: 2m}"
 vtpmd_start "$T/vtpmd.yaml"
 
-rnd() { "$PYTHON" -c "import random,sys; r=random.Random($1); print('%.2f' % r.uniform($2, $3))"; }
-
-check() {
-    "$PYTHON" "$TOOLS/fault_burst.py" check $PLANS --vtpmctl "$VTPMCTL" --socket "$T/control.sock" \
-        --images "$T/images" --fake-ctl "$FAKE_PROXY_CTL" --status "$T/status.jsonl" "$@"
-}
-
-# quiesce: queue empty and nothing unacked, then the checks (reconciliation
-# after a restart and status confirms may still be finishing: retried).
-quiesce_check() {
-    queue_idle 120 || return 1
-    _i=0
-    while ! check > "$T/check.out" 2>&1; do
-        _i=$((_i + 1))
-        [ $_i -ge 30 ] && { cat "$T/check.out"; return 1; }
-        sleep 1
-    done
-    check --show 40 > "$T/check.out" 2>&1 || { cat "$T/check.out"; return 1; }
-}
-
 PLANS=""
 trial=1
 start=$(date +%s)
 while [ $trial -le "$TRIALS" ]; do
     seed=$((SEED + trial))
-    r0=$(count_matches "$T/vtpmd.log" 'instance (ready|deleted) ')
+    r0=$(commits)
     "$PYTHON" "$TOOLS/fault_burst.py" burst --url "$BROKER_URL" \
         --fixtures "$top_srcdir/tests/fixtures/nova" --seed "$seed" --instances "$N" \
         --plan "$T/plan.$trial" > "$T/burst.$trial.out" 2>&1 &
@@ -83,14 +64,9 @@ while [ $trial -le "$TRIALS" ]; do
     # (0..N, of about 1.4 N), plus a random fraction of a second.
     k=$(rnd "$seed" 0 "$N" | cut -d. -f1)
     delay=$(rnd "$((seed * 3))" 0.0 0.3)
-    i=0
-    while [ $(($(count_matches "$T/vtpmd.log" 'instance (ready|deleted) ') - r0)) -lt "$k" ] &&
-        [ $i -lt 1200 ]; do
-        sleep 0.05
-        i=$((i + 1))
-    done
+    wait_commits "$r0" "$k"
     sleep "$delay"
-    done=$(($(count_matches "$T/vtpmd.log" 'instance (ready|deleted) ') - r0))
+    done=$(($(commits) - r0))
     kill -9 "$VTPMD_PID"
     wait "$VTPMD_PID" 2>/dev/null
     wait "$burst" || fail "trial $trial: burst: $(cat "$T/burst.$trial.out")"

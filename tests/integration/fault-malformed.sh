@@ -21,6 +21,7 @@
 broker_start "$T/broker"
 add_cleanup broker_stop
 . "$top_srcdir/tests/lib/vtpmd.sh"
+. "$top_srcdir/tests/lib/fault.sh"
 VTPMD_HOST=compute1 # the fixtures' host
 
 SEED=${FAULT_SEED:-$(date +%s)}
@@ -41,10 +42,6 @@ vtpmd_start "$T/vtpmd.yaml"
 "$PYTHON" "$TOOLS/bus_amqp.py" --url "$BROKER_URL" queue dead --bind 'vtpmd.dlx:#' ||
     fail "cannot bind a queue to the dead-letter exchange"
 
-check() {
-    "$PYTHON" "$TOOLS/fault_burst.py" check $PLANS --vtpmctl "$VTPMCTL" --socket "$T/control.sock" \
-        --images "$T/images" --status "$T/status.jsonl" "$@"
-}
 dead() { "$PYTHON" "$TOOLS/bus_amqp.py" --url "$BROKER_URL" count dead; }
 rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$VTPMD_PID/status"; }
 
@@ -63,12 +60,7 @@ while [ $b -le $BATCHES ]; do
     i=0
     while [ "$(dead)" != "$nbad" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
     [ "$(dead)" = "$nbad" ] || fail "batch $b: $(dead) dead-lettered, want $nbad"
-    i=0
-    while ! check > "$T/check.out" 2>&1; do
-        i=$((i + 1))
-        [ $i -ge 20 ] && { cat "$T/check.out"; fail "batch $b: good messages not all processed"; }
-        sleep 0.5
-    done
+    check_until 20 0.5 || fail "batch $b: good messages not all processed"
     [ $b = 1 ] && rss1=$(rss)
     echo "# batch $b seed=$seed: $(cat "$T/burst.out"); dead-lettered $(dead); VmRSS $(rss) kB"
     b=$((b + 1))

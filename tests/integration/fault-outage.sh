@@ -20,6 +20,7 @@
 broker_start "$T/broker"
 add_cleanup broker_stop
 . "$top_srcdir/tests/lib/vtpmd.sh"
+. "$top_srcdir/tests/lib/fault.sh"
 VTPMD_HOST=compute1 # the fixtures' host
 
 N=${FAULT_OUTAGE_INSTANCES:-60}
@@ -29,26 +30,10 @@ echo "# seed $SEED (FAULT_SEED=$SEED repeats this run), $N instances a phase"
 fake_proxy_start
 listener_start
 
-check() {
-    "$PYTHON" "$TOOLS/fault_burst.py" check $PLANS --vtpmctl "$VTPMCTL" --socket "$T/control.sock" \
-        --images "$T/images" --fake-ctl "$FAKE_PROXY_CTL" --status "$T/status.jsonl" "$@"
-}
-
 burst() {
     "$PYTHON" "$TOOLS/fault_burst.py" burst --url "$BROKER_URL" \
         --fixtures "$top_srcdir/tests/fixtures/nova" --seed "$1" --instances "$2" \
         --deleted "$3" --plan "$T/plan.$1" || fail "burst $1"
-}
-
-quiesce_check() {
-    queue_idle 120 || return 1
-    _i=0
-    while ! check > "$T/check.out" 2>&1; do
-        _i=$((_i + 1))
-        [ $_i -ge 30 ] && { cat "$T/check.out"; return 1; }
-        sleep 1
-    done
-    check --show 40 > "$T/check.out" 2>&1 || { cat "$T/check.out"; return 1; }
 }
 
 unacked() {
@@ -86,12 +71,7 @@ queue_idle 60 || fail "phase 2: deliveries not acked after retry_for"
 [ "$(fake_proxy_state outage)" = true ] || fail "the outage ended before the creates gave up"
 elapsed=$(($(date +%s) - t0))
 [ "$elapsed" -ge 8 ] || fail "gave up after ${elapsed}s, before retry_for"
-i=0
-while ! check --failed "$T/plan.$((SEED + 1))" > "$T/check.out" 2>&1; do
-    i=$((i + 1))
-    [ $i -ge 20 ] && { cat "$T/check.out"; fail "phase 2: invariants violated"; }
-    sleep 1
-done
+check_until 20 1 --failed "$T/plan.$((SEED + 1))" || fail "phase 2: invariants violated"
 check --failed "$T/plan.$((SEED + 1))" --show 40 > "$T/check.out" 2>&1 || { cat "$T/check.out"; fail "phase 2: show"; }
 grep -q 'vtpm.create.error.*vtpmmgr_unavailable\|vtpmmgr_unavailable.*vtpm.create.error' "$T/status.jsonl" ||
     fail "no vtpm.create.error with error_code vtpmmgr_unavailable"

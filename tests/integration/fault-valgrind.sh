@@ -17,6 +17,7 @@ use_valgrind
 broker_start "$T/broker"
 add_cleanup broker_stop
 . "$top_srcdir/tests/lib/vtpmd.sh"
+. "$top_srcdir/tests/lib/fault.sh"
 VTPMD_HOST=compute1 # the fixtures' host
 SEED=${FAULT_SEED:-$(date +%s)}
 N=${FAULT_VALGRIND_INSTANCES:-16}
@@ -33,20 +34,6 @@ readlink "/proc/$VTPMD_PID/exe" | grep -q memcheck || fail "vtpmd is not running
 "$PYTHON" "$TOOLS/bus_amqp.py" --url "$BROKER_URL" queue dead --bind 'vtpmd.dlx:#' ||
     fail "cannot bind a queue to the dead-letter exchange"
 
-check() {
-    "$PYTHON" "$TOOLS/fault_burst.py" check $PLANS --vtpmctl "$VTPMCTL" --socket "$T/control.sock" \
-        --images "$T/images" --fake-ctl "$FAKE_PROXY_CTL" --status "$T/status.jsonl" "$@"
-}
-quiesce_check() {
-    queue_idle 180 || return 1
-    _i=0
-    while ! check > "$T/check.out" 2>&1; do
-        _i=$((_i + 1))
-        [ $_i -ge 60 ] && { cat "$T/check.out"; return 1; }
-        sleep 1
-    done
-    check --show 5 > "$T/check.out" 2>&1 || { cat "$T/check.out"; return 1; }
-}
 vg_stop() {
     vtpmd_stop # fails unless exit status 0 (valgrind's is 42 on errors)
     grep -q 'ERROR SUMMARY: [1-9]\|definitely lost: [1-9]\|indirectly lost: [1-9]' "$T/valgrind.log" &&
@@ -58,7 +45,7 @@ fake_proxy_faults '{"fail_next": 2, "fail_status": 503}'
 "$PYTHON" "$TOOLS/fault_burst.py" burst --url "$BROKER_URL" --fixtures "$top_srcdir/tests/fixtures/nova" \
     --seed "$SEED" --instances "$N" --deleted 0.4 --malformed 20 --plan "$T/plan.1" || fail "burst"
 PLANS="--plan $T/plan.1"
-quiesce_check || fail "first burst"
+quiesce_check 180 60 5 || fail "first burst"
 [ "$("$PYTHON" "$TOOLS/bus_amqp.py" --url "$BROKER_URL" count dead)" = 20 ] || fail "dead letters"
 for c in health list domains metrics; do ctl "$c" > /dev/null || fail "ctl $c"; ctl --json "$c" > /dev/null 2>&1; done
 pass "burst of $N instances and 20 malformed under valgrind: $(grep -o 'instances=.*' "$T/check.out")"
@@ -78,7 +65,7 @@ pass "graceful stop with work in flight: valgrind clean"
 # Second run: reconciliation from the journal, then what SIGTERM left.
 : > "$T/valgrind.log"
 vtpmd_start "$T/vtpmd.yaml"
-quiesce_check || fail "after restart"
+quiesce_check 180 60 5 || fail "after restart"
 pass "restart reconciled: $(grep -o 'instances=.*' "$T/check.out")"
 vg_stop "second run"
 pass "second run valgrind clean"
