@@ -71,6 +71,9 @@ bool engine_reconciled(const struct engine *e);
 void engine_libvirt_state(struct engine *e, bool up);
 void engine_domain_event(struct engine *e, const char *domain_name, int event,
                          int detail);
+/* The lifecycle events engine_domain_event acts on, as bits
+ * 1u << virDomainEventType (for virt_callbacks.lifecycle_events). */
+extern const unsigned engine_domain_events;
 
 /* Number of instances with work in flight (for graceful stop). */
 size_t engine_busy(const struct engine *e);

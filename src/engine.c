@@ -623,8 +623,10 @@ int build_work(virConnectPtr conn, void *arg, char **err)
         if (ret < 0)
             return ret;
     }
-    /* From a spare when there is one: only a rename on this path. */
-    if (j->pool && strcmp(image_pool_dir(j->pool), j->image_dir) == 0)
+    /* From a spare when there is one: only a rename on this path. The
+     * pool is image_dir's (both from the configuration engine_job_new
+     * saw); none when it could not be started. */
+    if (j->pool)
         ret = image_pool_create(j->pool, j->uuid, j->image_size, &j->image_path,
                                 &j->sync_ticket, &j->from_spare, err);
     else

@@ -300,14 +300,17 @@ static void find_by_domain(const char *key, void *value, void *arg)
         c->found = in;
 }
 
+const unsigned engine_domain_events = 1u << VIR_DOMAIN_EVENT_STOPPED |
+                                      1u << VIR_DOMAIN_EVENT_CRASHED |
+                                      1u << VIR_DOMAIN_EVENT_UNDEFINED;
+
 void engine_domain_event(struct engine *e, const char *domain_name, int event, int detail)
 {
     struct find_ctx c = {.name = domain_name};
     time_t now = time(NULL);
 
     log_debug("domain event domain=%s event=%d detail=%d", domain_name, event, detail);
-    if (event != VIR_DOMAIN_EVENT_STOPPED && event != VIR_DOMAIN_EVENT_CRASHED &&
-        event != VIR_DOMAIN_EVENT_UNDEFINED)
+    if (event < 0 || event >= 32 || !(engine_domain_events & (1u << event)))
         return;
     hmap_foreach(e->insts, find_by_domain, &c);
     if (c.found == NULL || c.found->state != INST_READY || c.found->op != OP_IDLE ||

@@ -579,7 +579,7 @@ int virt_submit(struct virt *v, virt_work_fn work, virt_done_fn done, void *job_
     }
     TAILQ_INSERT_TAIL(&v->jobs, it, entry);
     v->njobs++;
-    /* Connected: any idle worker takes it, so wake one, not all four.
+    /* Connected: any idle worker takes it, so wake one, not all.
      * Otherwise broadcast: a worker waiting for a connect attempt may
      * not take it. */
     if (v->conn && !v->connecting && !v->lost)

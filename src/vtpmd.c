@@ -297,11 +297,9 @@ static int vtpmd_modules_new(struct vtpmd *d)
         .deliver = vtpmd_deliver,
         .state_changed = vtpmd_bus_state,
     };
-    static const struct virt_callbacks virt_cb = {
+    const struct virt_callbacks virt_cb = { /* copied by virt_new */
         .lifecycle = vtpmd_lifecycle,
-        /* What engine_domain_event acts on. */
-        .lifecycle_events = 1u << VIR_DOMAIN_EVENT_STOPPED | 1u << VIR_DOMAIN_EVENT_CRASHED |
-                            1u << VIR_DOMAIN_EVENT_UNDEFINED,
+        .lifecycle_events = engine_domain_events,
         .connection = vtpmd_libvirt_connection,
     };
     struct engine_deps deps = {0};
