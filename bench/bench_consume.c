@@ -32,6 +32,7 @@
 #include <jansson.h>
 #include <uuid/uuid.h>
 
+#include "amqp_plain.h"
 #include "bus.h"
 #include "config.h"
 #include "log.h"
@@ -67,68 +68,12 @@ static double cpu_s(void)
            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
-static void die(const char *what, amqp_rpc_reply_t r)
-{
-    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION)
-        fprintf(stderr, "bench_consume: %s: %s\n", what, amqp_error_string2(r.library_error));
-    else if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION)
-        fprintf(stderr, "bench_consume: %s: broker error (method %s)\n", what,
-                amqp_method_name(r.reply.id));
-    else
-        fprintf(stderr, "bench_consume: %s failed\n", what);
-    exit(1);
-}
-
-static void check(const char *what, amqp_connection_state_t c)
-{
-    amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
-
-    if (r.reply_type != AMQP_RESPONSE_NORMAL)
-        die(what, r);
-}
-
-/* A blocking connection with channel 1 open, for the plain loops. */
-static amqp_connection_state_t plain_connect(const char *url)
-{
-    struct amqp_connection_info ci;
-    char *u = xstrdup(url);
-    amqp_connection_state_t c = amqp_new_connection();
-    amqp_socket_t *s = amqp_tcp_socket_new(c);
-    amqp_rpc_reply_t r;
-
-    amqp_default_connection_info(&ci);
-    if (amqp_parse_url(u, &ci) != AMQP_STATUS_OK) {
-        fprintf(stderr, "bench_consume: bad url %s\n", url);
-        exit(2);
-    }
-    if (ci.vhost[0] == '\0')
-        ci.vhost = (char *)"/";
-    if (amqp_socket_open(s, ci.host, ci.port) != AMQP_STATUS_OK) {
-        fprintf(stderr, "bench_consume: cannot connect to %s\n", url);
-        exit(1);
-    }
-    r = amqp_login(c, ci.vhost, 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, ci.user, ci.password);
-    if (r.reply_type != AMQP_RESPONSE_NORMAL)
-        die("login", r);
-    amqp_channel_open(c, 1);
-    check("channel.open", c);
-    free(u);
-    return c;
-}
-
-static void plain_close(amqp_connection_state_t c)
-{
-    amqp_channel_close(c, 1, AMQP_REPLY_SUCCESS);
-    amqp_connection_close(c, AMQP_REPLY_SUCCESS);
-    amqp_destroy_connection(c);
-}
-
 static uint32_t queue_count(amqp_connection_state_t c, const char *q, bool declare)
 {
     amqp_queue_declare_ok_t *ok =
         amqp_queue_declare(c, 1, amqp_cstring_bytes(q), !declare, 1, 0, 0, amqp_empty_table);
 
-    check("queue.declare", c);
+    amqp_plain_check("queue.declare", c);
     return ok->message_count;
 }
 
@@ -216,7 +161,7 @@ static int mode_fill(const struct opts *o)
 {
     struct fixture *fx;
     size_t nfx = load_fixtures(o->fixtures, &fx), total = 0;
-    amqp_connection_state_t c = plain_connect(o->url);
+    amqp_connection_state_t c = amqp_plain_connect(o->url);
     amqp_basic_properties_t p;
     char *buf = NULL;
     size_t cap = 0;
@@ -286,7 +231,7 @@ static int mode_fill(const struct opts *o)
     }
     printf("fill %ld messages avg_bytes=%zu fixtures=%zu seconds=%.2f\n", o->count,
            total / (size_t)o->count, nfx, now_s() - t0);
-    plain_close(c);
+    amqp_plain_close(c);
     for (size_t i = 0; i < nfx; i++)
         free(fx[i].body);
     free(fx);
@@ -298,23 +243,22 @@ static int mode_fill(const struct opts *o)
 
 static int mode_bare(const struct opts *o, unsigned every)
 {
-    amqp_connection_state_t c = plain_connect(o->url);
+    amqp_connection_state_t c = amqp_plain_connect(o->url);
     double t0 = 0, t1, c0 = 0;
     long n = 0;
 
     amqp_basic_qos(c, 1, 0, (uint16_t)o->prefetch, 0);
-    check("basic.qos", c);
+    amqp_plain_check("basic.qos", c);
     amqp_basic_consume(c, 1, amqp_cstring_bytes(o->queue), amqp_empty_bytes, 0, 0, 0,
                        amqp_empty_table);
-    check("basic.consume", c);
+    amqp_plain_check("basic.consume", c);
     while (n < o->count) {
         amqp_envelope_t env;
         amqp_rpc_reply_t r;
 
         amqp_maybe_release_buffers(c);
         r = amqp_consume_message(c, &env, NULL, 0);
-        if (r.reply_type != AMQP_RESPONSE_NORMAL)
-            die("consume", r);
+        amqp_plain_check_reply("consume", r);
         if (n++ == 0) {
             t0 = now_s();
             c0 = cpu_s();
@@ -329,7 +273,7 @@ static int mode_bare(const struct opts *o, unsigned every)
     printf("result mode=%s messages=%ld seconds=%.3f rate=%.0f cpu_us=%.2f\n",
            every <= 1 ? "bare-each" : "bare-64", n, t1 - t0, (double)n / (t1 - t0),
            (cpu_s() - c0) * 1e6 / (double)n);
-    plain_close(c);
+    amqp_plain_close(c);
     return 0;
 }
 
@@ -453,6 +397,7 @@ int main(int argc, char **argv)
     const char *mode;
     int ch;
 
+    amqp_plain_prog = "bench_consume";
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (ch) {
         case 'u': o.url = optarg; break;
@@ -488,10 +433,10 @@ int main(int argc, char **argv)
         return mode_bus(&o);
     }
     if (strcmp(mode, "count") == 0) {
-        amqp_connection_state_t c = plain_connect(o.url);
+        amqp_connection_state_t c = amqp_plain_connect(o.url);
 
         printf("%" PRIu32 "\n", queue_count(c, o.queue, false));
-        plain_close(c);
+        amqp_plain_close(c);
         return 0;
     }
     fprintf(stderr, "bench_consume: unknown mode %s\n", mode);

@@ -25,11 +25,10 @@
 #include <time.h>
 
 #include <amqp.h>
-#include <amqp_framing.h>
-#include <amqp_tcp_socket.h>
 #include <jansson.h>
 #include <uuid/uuid.h>
 
+#include "amqp_plain.h"
 #include "hmap.h"
 #include "xalloc.h"
 
@@ -59,45 +58,6 @@ static void sleep_until(uint64_t t)
 
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
         ;
-}
-
-static void die_reply(const char *what, amqp_rpc_reply_t r)
-{
-    if (r.reply_type == AMQP_RESPONSE_NORMAL)
-        return;
-    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION)
-        fprintf(stderr, "bench_provision: %s: %s\n", what,
-                amqp_error_string2(r.library_error));
-    else
-        fprintf(stderr, "bench_provision: %s: broker said %s\n", what,
-                amqp_method_name(r.reply.id));
-    exit(1);
-}
-
-static amqp_connection_state_t connect_url(const char *url)
-{
-    struct amqp_connection_info ci;
-    char *u __autofree = xstrdup(url);
-    char slash[] = "/";
-    amqp_connection_state_t c = amqp_new_connection();
-    amqp_socket_t *s = amqp_tcp_socket_new(c);
-
-    amqp_default_connection_info(&ci);
-    if (s == NULL || amqp_parse_url(u, &ci) != AMQP_STATUS_OK) {
-        fprintf(stderr, "bench_provision: bad URL %s\n", url);
-        exit(2);
-    }
-    if (ci.vhost[0] == '\0') /* "amqp://h:p/" names the default vhost */
-        ci.vhost = slash;
-    if (amqp_socket_open(s, ci.host, ci.port) != AMQP_STATUS_OK) {
-        fprintf(stderr, "bench_provision: cannot connect to %s:%d\n", ci.host, ci.port);
-        exit(1);
-    }
-    die_reply("login", amqp_login(c, ci.vhost, 0, 131072, 0, AMQP_SASL_METHOD_PLAIN,
-                                  ci.user, ci.password));
-    amqp_channel_open(c, 1);
-    die_reply("channel.open", amqp_get_rpc_reply(c));
-    return c;
 }
 
 /* ---- consumer thread ----------------------------------------------- */
@@ -150,7 +110,7 @@ static void *consume(void *arg)
         if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
             r.library_error == AMQP_STATUS_TIMEOUT)
             continue;
-        die_reply("consume", r);
+        amqp_plain_check_reply("consume", r);
         on_status(env.message.body.bytes, env.message.body.len, now_ns());
         amqp_destroy_envelope(&env);
     }
@@ -159,7 +119,7 @@ static void *consume(void *arg)
 
 static amqp_connection_state_t consumer_setup(const char *url)
 {
-    amqp_connection_state_t c = connect_url(url);
+    amqp_connection_state_t c = amqp_plain_connect(url);
     amqp_queue_declare_ok_t *q;
     amqp_bytes_t name;
     static const char *const keys[] = {"notifications.info", "notifications.error"};
@@ -167,17 +127,17 @@ static amqp_connection_state_t consumer_setup(const char *url)
     /* oslo.messaging's flags, which vtpmd uses too. */
     amqp_exchange_declare(c, 1, amqp_cstring_bytes("vtpmd"), amqp_cstring_bytes("topic"), 0,
                           0, 0, 0, amqp_empty_table);
-    die_reply("exchange.declare", amqp_get_rpc_reply(c));
+    amqp_plain_check("exchange.declare", c);
     q = amqp_queue_declare(c, 1, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
-    die_reply("queue.declare", amqp_get_rpc_reply(c));
+    amqp_plain_check("queue.declare", c);
     name = amqp_bytes_malloc_dup(q->queue);
     for (size_t i = 0; i < 2; i++) {
         amqp_queue_bind(c, 1, name, amqp_cstring_bytes("vtpmd"), amqp_cstring_bytes(keys[i]),
                         amqp_empty_table);
-        die_reply("queue.bind", amqp_get_rpc_reply(c));
+        amqp_plain_check("queue.bind", c);
     }
     amqp_basic_consume(c, 1, name, amqp_empty_bytes, 0, 1, 1, amqp_empty_table);
-    die_reply("basic.consume", amqp_get_rpc_reply(c));
+    amqp_plain_check("basic.consume", c);
     amqp_bytes_free(name);
     return c;
 }
@@ -367,6 +327,7 @@ int main(int argc, char **argv)
     uint64_t t0, tp, last;
     int o;
 
+    amqp_plain_prog = "bench_provision";
     while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (o) {
         case 'u': url = optarg; break;
@@ -384,7 +345,7 @@ int main(int argc, char **argv)
     fixture_load(&f, fixture, host);
     g.samples = hmap_new();
     cons = consumer_setup(url);
-    pub = connect_url(url);
+    pub = amqp_plain_connect(url);
     if (pthread_create(&th, NULL, consume, cons) != 0)
         return 1;
     n = (size_t)(steady > burst ? steady : burst);
@@ -436,10 +397,8 @@ int main(int argc, char **argv)
     g.stop = true;
     pthread_mutex_unlock(&g.lock);
     pthread_join(th, NULL);
-    amqp_connection_close(pub, AMQP_REPLY_SUCCESS);
-    amqp_destroy_connection(pub);
-    amqp_connection_close(cons, AMQP_REPLY_SUCCESS);
-    amqp_destroy_connection(cons);
+    amqp_plain_close(pub);
+    amqp_plain_close(cons);
     hmap_free(g.samples, free);
     free(uuids);
     free(lat);

@@ -14,19 +14,10 @@
 #include <string.h>
 
 #include <amqp.h>
-#include <amqp_framing.h>
-#include <amqp_tcp_socket.h>
 #include <jansson.h>
 
+#include "amqp_plain.h"
 #include "xalloc.h"
-
-static void die_reply(const char *what, amqp_rpc_reply_t r)
-{
-    if (r.reply_type == AMQP_RESPONSE_NORMAL)
-        return;
-    fprintf(stderr, "bus_floor: %s failed\n", what);
-    exit(1);
-}
 
 /* The instance UUID of a versioned create.start, or NULL. */
 static char *instance_uuid(const void *body, size_t len)
@@ -49,42 +40,28 @@ static char *instance_uuid(const void *body, size_t len)
 
 int main(int argc, char **argv)
 {
-    struct amqp_connection_info ci;
-    char slash[] = "/";
-    char *url;
-    amqp_connection_state_t c = amqp_new_connection();
-    amqp_socket_t *s = amqp_tcp_socket_new(c);
+    amqp_connection_state_t c;
     amqp_basic_properties_t p;
 
+    amqp_plain_prog = "bus_floor";
     if (argc != 3 || strcmp(argv[1], "--url") != 0) {
         fprintf(stderr, "usage: bus_floor --url URL\n");
         return 2;
     }
-    url = xstrdup(argv[2]);
-    amqp_default_connection_info(&ci);
-    if (amqp_parse_url(url, &ci) != AMQP_STATUS_OK)
-        return 2;
-    if (ci.vhost[0] == '\0')
-        ci.vhost = slash;
-    if (amqp_socket_open(s, ci.host, ci.port) != AMQP_STATUS_OK)
-        return 1;
-    die_reply("login", amqp_login(c, ci.vhost, 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, ci.user,
-                                  ci.password));
-    amqp_channel_open(c, 1);
-    die_reply("channel.open", amqp_get_rpc_reply(c));
+    c = amqp_plain_connect(argv[2]);
     /* Nova's exchange as oslo.messaging declares it; a queue like vtpmd's. */
     amqp_exchange_declare(c, 1, amqp_cstring_bytes("nova"), amqp_cstring_bytes("topic"), 0, 0,
                           0, 0, amqp_empty_table);
     amqp_exchange_declare(c, 1, amqp_cstring_bytes("vtpmd"), amqp_cstring_bytes("topic"), 0, 0,
                           0, 0, amqp_empty_table);
     amqp_queue_declare(c, 1, amqp_cstring_bytes("bus_floor"), 0, 1, 0, 0, amqp_empty_table);
-    die_reply("declare", amqp_get_rpc_reply(c));
+    amqp_plain_check("declare", c);
     amqp_queue_bind(c, 1, amqp_cstring_bytes("bus_floor"), amqp_cstring_bytes("nova"),
                     amqp_cstring_bytes("versioned_notifications.info"), amqp_empty_table);
     amqp_basic_qos(c, 1, 0, 256, 0);
     amqp_basic_consume(c, 1, amqp_cstring_bytes("bus_floor"), amqp_empty_bytes, 0, 0, 1,
                        amqp_empty_table);
-    die_reply("consume", amqp_get_rpc_reply(c));
+    amqp_plain_check("consume", c);
     memset(&p, 0, sizeof(p));
     p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
     p.content_type = amqp_cstring_bytes("application/json");

@@ -31,7 +31,7 @@ EXTRA_DIST += $(BUS_ITESTS) tests/integration/bus-lib.sh \
 
 # Consume throughput (bench/bench-consume.sh; figures in docs/performance.md).
 noinst_PROGRAMS += bench/bench_consume
-bench_bench_consume_SOURCES = bench/bench_consume.c
+bench_bench_consume_SOURCES = bench/bench_consume.c bench/amqp_plain.c bench/amqp_plain.h
 bench_bench_consume_CFLAGS = $(libvtpmd_a_CFLAGS) \
 	-DFIXTURE_DIR='"$(abs_top_srcdir)/tests/fixtures/nova"'
 bench_bench_consume_LDADD = $(VTPMD_LIBS)

@@ -72,11 +72,11 @@ tests/integration/domxml-rng.log: contrib/libvirt/check.log
 
 # Provisioning latency through the broker (bench/bench_provision.sh runs it).
 noinst_PROGRAMS += bench/bench_provision
-bench_bench_provision_SOURCES = bench/bench_provision.c
+bench_bench_provision_SOURCES = bench/bench_provision.c bench/amqp_plain.c bench/amqp_plain.h
 bench_bench_provision_CFLAGS = $(libvtpmd_a_CFLAGS)
 bench_bench_provision_LDADD = $(VTPMD_LIBS)
 EXTRA_DIST += bench/bench_provision.sh
 noinst_PROGRAMS += bench/bus_floor
-bench_bus_floor_SOURCES = bench/bus_floor.c
+bench_bus_floor_SOURCES = bench/bus_floor.c bench/amqp_plain.c bench/amqp_plain.h
 bench_bus_floor_CFLAGS = $(libvtpmd_a_CFLAGS)
 bench_bus_floor_LDADD = $(VTPMD_LIBS)
