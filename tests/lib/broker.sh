@@ -82,7 +82,7 @@ broker_stop() {
     fi
     pkill -f "epmd.*-port $BROKER_EPMD_PORT" 2>/dev/null || true
     for p in $(pgrep -x epmd 2>/dev/null); do
-        if tr '\0' ' ' < /proc/$p/environ 2>/dev/null | grep -q "ERL_EPMD_PORT=$BROKER_EPMD_PORT "; then
+        if tr '\0' ' ' 2>/dev/null < /proc/$p/environ | grep -q "ERL_EPMD_PORT=$BROKER_EPMD_PORT "; then
             kill "$p" 2>/dev/null || true
         fi
     done

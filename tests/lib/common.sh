@@ -11,6 +11,7 @@ export top_srcdir top_builddir VTPMD PYTHON
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/vtpmd-test.XXXXXX")
 CLEANUP_HOOKS=""
+FAILED=""
 
 on_exit() {
     rc=$?
@@ -21,6 +22,13 @@ on_exit() {
             echo "---- $f (last 40 lines)" >&2
             tail -n 40 "$f" >&2
         done
+        # VTPMD_TEST_KEEP=DIR keeps a failed test's files for a post-mortem.
+        if [ -n "${VTPMD_TEST_KEEP:-}" ]; then
+            mkdir -p "$VTPMD_TEST_KEEP" && cp -a "$T" "$VTPMD_TEST_KEEP/" &&
+                echo "# kept $T in $VTPMD_TEST_KEEP" >&2
+        fi
+        # The reason again, last: the logs above push it out of a tail.
+        [ -n "$FAILED" ] && echo "FAIL: $FAILED" >&2
     fi
     rm -rf "$T"
     exit $rc
@@ -30,7 +38,7 @@ trap 'exit 130' INT TERM
 
 add_cleanup() { CLEANUP_HOOKS="$1 $CLEANUP_HOOKS"; }
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
+fail() { FAILED="$*"; echo "FAIL: $*" >&2; exit 1; }
 pass() { echo "ok - $*"; }
 
 # wait_for FILE PATTERN [TIMEOUT_S]: waits until grep -E finds PATTERN.

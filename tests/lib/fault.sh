@@ -31,8 +31,8 @@ check_until() {
 # default 30), then the same with `vtpmctl show` of SHOW instances
 # (default 40).
 quiesce_check() {
-    queue_idle "${1:-120}" || return 1
-    check_until "${2:-30}" 1 || return 1
+    queue_idle "${1:-120}" || { vtpmd_diag; return 1; }
+    check_until "${2:-30}" 1 || { vtpmd_diag; return 1; }
     check --show "${3:-40}" > "$T/check.out" 2>&1 || { cat "$T/check.out"; return 1; }
 }
 

@@ -11,6 +11,7 @@
 #   ctl ARGS...                               vtpmctl against the daemon's socket
 #   wait_status EVENT UUID [N] [SECS]         waits for N status events
 #   queue_idle [SECS]                         vtpmd's queue: 0 ready, 0 unacked
+#   vtpmd_diag                                what vtpmd is doing (after a failure)
 
 VTPMCTL="$top_builddir/vtpmctl"
 TOOLS="$top_srcdir/tests/tools"
@@ -38,7 +39,24 @@ vtpmd_start() {
     VTPMD_PID=$!
     add_cleanup vtpmd_kill
     _n=$(count_matches "$T/vtpmd.log" 'bus ready')
-    wait_count "$T/vtpmd.log" 'bus ready' $((_n + 1)) 60 || fail "vtpmd did not get ready"
+    wait_count "$T/vtpmd.log" 'bus ready' $((_n + 1)) 60 || { vtpmd_diag; fail "vtpmd did not get ready"; }
+}
+
+# vtpmd_diag: after a failure, whether vtpmd still runs, its health and,
+# with gdb there, every thread's stack (a hang shows where it waits).
+vtpmd_diag() {
+    [ -n "${VTPMD_PID:-}" ] || return 0
+    if ! kill -0 "$VTPMD_PID" 2>/dev/null; then
+        wait "$VTPMD_PID" 2>/dev/null
+        echo "# vtpmd (pid $VTPMD_PID) is gone: exit status $? (128+N: signal N)" >&2
+        return 0
+    fi
+    echo "# vtpmd (pid $VTPMD_PID) runs; health: $(timeout 10 "$VTPMCTL" -s "$T/control.sock" --json health 2>&1)" >&2
+    if command -v gdb > /dev/null 2>&1; then
+        timeout 60 gdb -p "$VTPMD_PID" -batch -nx -ex 'thread apply all bt' 2>/dev/null |
+            grep -E '^(Thread|#)' | cut -c1-160 >&2
+    fi
+    return 0
 }
 
 vtpmd_kill() { [ -n "${VTPMD_PID:-}" ] && kill -9 "$VTPMD_PID" 2>/dev/null; return 0; }
@@ -81,15 +99,17 @@ status_count() {
 
 # vtpmd's queue holds nothing: every notification was acked.
 queue_idle() {
-    _i=0
-    while [ $_i -lt $((${1:-20} * 10)) ]; do
+    # A deadline, not a count: one rabbitmqctl call takes a second or
+    # more on a loaded machine.
+    _end=$(($(date +%s) + ${1:-20}))
+    while :; do
         _q=$(broker_ctl list_queues -q name messages_ready messages_unacknowledged 2>/dev/null |
              awk -v q="vtpmd.$VTPMD_HOST" '$1 == q { print $2 + $3 }')
         [ "$_q" = 0 ] && return 0
+        [ "$(date +%s)" -ge "$_end" ] && break
         sleep 0.1
-        _i=$((_i + 1))
     done
-    echo "vtpmd.$VTPMD_HOST still holds messages: $(broker_ctl list_queues -q name messages_ready messages_unacknowledged)" >&2
+    echo "vtpmd.$VTPMD_HOST still holds messages after ${1:-20} s: $(broker_ctl list_queues -q name messages_ready messages_unacknowledged)" >&2
     return 1
 }
 
