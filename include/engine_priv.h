@@ -33,6 +33,7 @@ enum inst_op {
     OP_TEARDOWN,
     OP_REPAIR,   /* reconciliation or a lifecycle event restarts the domain */
     OP_CLEANUP,  /* removing leftovers of a failed or deleted instance */
+    OP_RESEND,   /* a finished outcome's status sent again, until confirmed */
 };
 
 enum inst_step {

@@ -152,6 +152,7 @@ struct publish_ctx {
     struct event *timer;             /* retry backoff */
     struct inst *in; /* counts toward in's commit; NULL otherwise */
     struct bus_delivery *ack; /* acked once confirmed (a republished outcome) */
+    struct inst *resume;      /* OP_RESEND: its next events wait for the confirm */
     struct engine *e;
     char *event_type;
     char *strs[9];
@@ -160,6 +161,20 @@ struct publish_ctx {
 };
 
 static void publish_send(struct publish_ctx *p);
+
+/* The end of OP_RESEND: the instance's queued events go on. kick is
+ * false when called from within inst_kick (which goes on by itself). */
+static void inst_resume(struct inst *in, bool kick)
+{
+    struct engine *e = in->e;
+
+    in->op = OP_IDLE;
+    e->busy--;
+    if (kick) {
+        engine_waiters_check(e);
+        inst_kick(in);
+    }
+}
 
 static void publish_free(struct publish_ctx *p)
 {
@@ -186,6 +201,7 @@ static void publish_done(int status, void *arg)
 {
     struct publish_ctx *p = arg;
     struct inst *in = p->in;
+    struct inst *resume = p->resume;
 
     if (status != 0 && !p->e->stopping) {
         /* Nacked, lost with the connection or outbox full: send again. A
@@ -209,6 +225,8 @@ static void publish_done(int status, void *arg)
     publish_free(p);
     if (in && status == 0 && --in->outstanding == 0)
         inst_commit(in);
+    if (resume && status == 0)
+        inst_resume(resume, true);
 }
 
 static void publish_send(struct publish_ctx *p)
@@ -222,6 +240,10 @@ static void publish_send(struct publish_ctx *p)
         /* Stopping, or a payload the status module refuses: nothing a
          * retry can fix. The delivery stays unacked (stopping) or the
          * commit goes on without this status. */
+        struct inst *resume = p->resume;
+        /* First attempt: called from inst_republish, within inst_kick. */
+        bool kick = p->attempt > 0;
+
         log_error("status notification not sent event=%s instance=%s error=%s",
                   p->event_type, p->p.instance_uuid, strerror(-ret));
         if (p->in && !p->e->stopping && --p->in->outstanding == 0)
@@ -229,6 +251,8 @@ static void publish_send(struct publish_ctx *p)
         if (p->ack)
             bus_ack(p->e->deps.bus, steal_ptr(p->ack));
         publish_free(p);
+        if (resume && !resume->e->stopping)
+            inst_resume(resume, kick);
     }
 }
 
@@ -242,7 +266,7 @@ static const char *keep(struct publish_ctx *p, size_t i, const char *s)
  * toward the instance's commit (the ack waits for its confirm); with ack,
  * that delivery is acked once the broker confirms it. */
 static void inst_publish_ack(struct inst *in, const char *event_type, bool commit,
-                             struct bus_delivery *ack)
+                             struct bus_delivery *ack, bool resend)
 {
     struct publish_ctx *p = xcalloc(1, sizeof(*p));
     struct timespec now;
@@ -257,6 +281,7 @@ static void inst_publish_ack(struct inst *in, const char *event_type, bool commi
         p->next->prev = p;
     in->e->publishing = p;
     p->in = commit ? in : NULL;
+    p->resume = resend ? in : NULL;
     p->ack = ack;
     p->event_type = xstrdup(event_type);
     p->p.instance_uuid = keep(p, 0, in->uuid);
@@ -281,7 +306,7 @@ static void inst_publish_ack(struct inst *in, const char *event_type, bool commi
 
 void inst_publish(struct inst *in, const char *event_type, bool commit)
 {
-    inst_publish_ack(in, event_type, commit, NULL);
+    inst_publish_ack(in, event_type, commit, NULL, false);
 }
 
 /* A redelivered notification whose outcome is already durable: the
@@ -289,10 +314,16 @@ void inst_publish(struct inst *in, const char *event_type, bool commit)
  * status reached the broker (it is sent after the journal write is handed
  * over, and a crash can fall between the two). Send it again and ack
  * once it is confirmed: a duplicate status is harmless, a lost one is
- * not. */
+ * not. The instance's next events wait for the confirm (OP_RESEND), as
+ * they wait for a commit's: a delete that went on meanwhile would leave
+ * a tombstone, and a crash before the confirm would then redeliver the
+ * create to an instance whose create.end it no longer resends. Called
+ * from inst_kick only. */
 static void inst_republish(struct inst *in, const char *event_type, struct bus_delivery *d)
 {
-    inst_publish_ack(in, event_type, false, d);
+    in->op = OP_RESEND;
+    in->e->busy++;
+    inst_publish_ack(in, event_type, false, d, true);
     log_info("redelivered notification of a finished instance: status sent again "
              "instance=%s event=%s", in->uuid, event_type);
 }

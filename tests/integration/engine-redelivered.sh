@@ -7,6 +7,14 @@
 # the vtpmd binary, Nova's own code publishing, an oslo.messaging
 # listener.
 #
+# A resend holds the instance's next events until the broker confirms
+# it, as a commit does: a delete that went on meanwhile would leave a
+# tombstone, and a crash before the confirm would then meet the create
+# again as "create after delete" and never resend its create.end (a
+# second kill during recovery in fault-kill.sh). Shown with the broker
+# blocking publishers (memory alarm): the resend waits, so must the
+# delete behind it.
+#
 # Redelivery is made the way the broker makes it: while vtpmd is
 # stopped, a consumer takes the copies from vtpmd's queue without acking
 # and closes its channel; RabbitMQ requeues them marked redelivered.
@@ -32,9 +40,10 @@ wait_status vtpm.create.end "$u" 1 || fail "$u: no vtpm.create.end"
 queue_idle || fail "unacked before the stop"
 vtpmd_stop
 
-# Copies while vtpmd is stopped: these two come back redelivered...
-nova "create.start:$u" "delete.end:$d"
-"$PYTHON" - "$BROKER_URL" "vtpmd.$VTPMD_HOST" <<'PY' || fail "requeue"
+# requeue N: takes the N messages in vtpmd's queue without acking and
+# closes the channel; the broker requeues them marked redelivered.
+requeue() {
+    "$PYTHON" - "$BROKER_URL" "vtpmd.$VTPMD_HOST" "$1" <<'PY' || fail "requeue"
 import sys, pika
 c = pika.BlockingConnection(pika.URLParameters(sys.argv[1]))
 ch = c.channel()
@@ -44,10 +53,15 @@ while True:
     if m is None:
         break
     n += 1
-if n != 2:
-    sys.exit("expected 2 messages in the queue, got %d" % n)
+if n != int(sys.argv[3]):
+    sys.exit("expected %s messages in the queue, got %d" % (sys.argv[3], n))
 c.close()  # unacked: requeued, redelivered=True
 PY
+}
+
+# Copies while vtpmd is stopped: these two come back redelivered...
+nova "create.start:$u" "delete.end:$d"
+requeue 2
 # ...and this one is a plain duplicate.
 nova "create.start:$u"
 
@@ -67,3 +81,29 @@ grep "\"event_type\": \"vtpm.create.end\".*\"instance_uuid\": \"$u\"" "$T/status
     grep -q '"duration_ms": null' || fail "resent status duration"
 [ "$(json_field "$u" state)" = ready ] || fail "$u: state after the restart"
 pass "redelivered notifications of finished instances resend their outcome; a plain duplicate does not"
+
+# The resend holds the delete behind it until the broker confirms it.
+vtpmd_stop
+nova "create.start:$u"
+requeue 1
+nova "delete.end:$u"
+clear_alarm() { broker_ctl set_vm_memory_high_watermark 0.4 > /dev/null 2>&1; return 0; }
+add_cleanup clear_alarm
+broker_ctl set_vm_memory_high_watermark 0.0000001 > /dev/null || fail "cannot raise an alarm"
+vtpmd_start "$T/vtpmd.yaml"
+wait_count "$T/vtpmd.log" "status sent again instance=$u event=vtpm.create.end" 2 30 ||
+    fail "$u: no resend under the alarm"
+sleep 2
+grep -q "tearing down instance=$u" "$T/vtpmd.log" && fail "$u: torn down before its resend was confirmed"
+[ -f "$T/images/$u.img" ] || fail "$u: image gone before the resend was confirmed"
+[ "$(json_field "$u" state)" = ready ] || fail "$u: state under the alarm"
+clear_alarm
+wait_status vtpm.create.end "$u" 3 || fail "$u: resend not delivered after the alarm"
+wait_status vtpm.delete.end "$u" 1 || fail "$u: not deleted after the alarm"
+queue_idle 30 || fail "unacked after the alarm"
+# In that order on the bus too.
+line_of() { grep -n "\"event_type\": \"$1\".*\"instance_uuid\": \"$u\"" "$T/status.jsonl" | tail -n 1 | cut -d: -f1; }
+[ "$(line_of vtpm.delete.end)" -gt "$(line_of vtpm.create.end)" ] ||
+    fail "$u: delete.end before the resent create.end"
+vtpmd_stop
+pass "a resend holds the instance's next events until the broker confirms it"
