@@ -79,6 +79,7 @@ struct inst {
     bool commit_failed;
     bool start_pending;    /* vtpm.create.start not published yet */
     bool torn_down;        /* DELETED by a teardown (vtpm.delete.end sent) */
+    bool reconcile_after;  /* skipped by reconciliation during OP_RESEND */
     struct image_pool *sync_pool; /* with sync_ticket: the image's name */
     uint64_t sync_ticket;         /* is durable once image_pool_sync'd */
     struct timespec started;

@@ -163,17 +163,23 @@ struct publish_ctx {
 static void publish_send(struct publish_ctx *p);
 
 /* The end of OP_RESEND: the instance's queued events go on. kick is
- * false when called from within inst_kick (which goes on by itself). */
+ * false when called from within inst_kick (which goes on by itself).
+ * A reconciliation that passed the instance by meanwhile (a resend does
+ * nothing to its domain, which a restart may have lost) runs again. */
 static void inst_resume(struct inst *in, bool kick)
 {
     struct engine *e = in->e;
+    bool again = in->reconcile_after;
 
     in->op = OP_IDLE;
+    in->reconcile_after = false;
     e->busy--;
     if (kick) {
         engine_waiters_check(e);
         inst_kick(in);
     }
+    if (again)
+        engine_reconcile(e, "after a resent status");
 }
 
 static void publish_free(struct publish_ctx *p)

@@ -182,6 +182,10 @@ static void reconcile_inst(struct reconcile_job *j, struct inst *in)
 {
     const struct virt_domain_info *d = find_domain(j, in->uuid);
 
+    if (in->op == OP_RESEND) {
+        in->reconcile_after = true; /* a status only: the domain is not decided */
+        return;
+    }
     if (in->op != OP_IDLE || in->queue != NULL)
         return; /* its own events decide */
     switch (in->state) {
@@ -313,6 +317,8 @@ void engine_domain_event(struct engine *e, const char *domain_name, int event, i
     if (event < 0 || event >= 32 || !(engine_domain_events & (1u << event)))
         return;
     hmap_foreach(e->insts, find_by_domain, &c);
+    if (c.found && c.found->op == OP_RESEND)
+        c.found->reconcile_after = true;
     if (c.found == NULL || c.found->state != INST_READY || c.found->op != OP_IDLE ||
         c.found->queue != NULL || e->stopping)
         return; /* not ours, or our own teardown */
