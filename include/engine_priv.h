@@ -132,7 +132,8 @@ struct engine {
     struct image_pool *pool; /* spare images of image.dir/image.size */
     /* reconciliation */
     bool reconciling, reconcile_again, reconciled;
-    struct event *reconcile_timer;
+    struct event *reconcile_timer; /* every reconcile_every_ms */
+    uint64_t reconcile_every_ms;
     size_t orphan_domains, orphan_images;
     uint64_t reconciles, repairs, cleanups;
 };
@@ -175,6 +176,9 @@ void inst_start_teardown(struct inst *in);
 /* src/engine_reconcile.c */
 void engine_reconcile(struct engine *e, const char *why);
 void engine_reconcile_free(struct engine *e);
+/* The periodic pass at reconcile.interval, started with libvirt's first
+ * state and set again when a reload changes the interval. */
+void engine_reconcile_timer_update(struct engine *e);
 
 const char *inst_state_name(enum inst_state s);
 json_t *inst_to_json(const struct inst *in);

@@ -1188,6 +1188,7 @@ void engine_reconfigure(struct engine *e, const struct config *cfg,
     e->cfg = cfg;
     e->policy = policy;
     engine_pool_update(e, cfg);
+    engine_reconcile_timer_update(e);
 }
 
 size_t engine_busy(const struct engine *e)

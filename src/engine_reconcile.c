@@ -354,12 +354,22 @@ void engine_libvirt_state(struct engine *e, bool up)
     e->libvirt_up = up;
     if (up && !was)
         engine_reconcile(e, e->reconciled ? "libvirt reconnected" : "start-up");
-    if (e->reconcile_timer == NULL && e->cfg->reconcile.interval_ms > 0) {
-        struct timeval tv = {(time_t)(e->cfg->reconcile.interval_ms / 1000),
-                             (suseconds_t)(e->cfg->reconcile.interval_ms % 1000) * 1000};
-        e->reconcile_timer = event_new(e->base, -1, EV_PERSIST, reconcile_timer_cb, e);
-        event_add(e->reconcile_timer, &tv);
-    }
+    engine_reconcile_timer_update(e);
+}
+
+void engine_reconcile_timer_update(struct engine *e)
+{
+    uint64_t ms = e->cfg->reconcile.interval_ms;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+
+    if (e->reconcile_timer && ms == e->reconcile_every_ms)
+        return;
+    engine_reconcile_free(e);
+    e->reconcile_every_ms = ms;
+    if (ms == 0)
+        return;
+    e->reconcile_timer = event_new(e->base, -1, EV_PERSIST, reconcile_timer_cb, e);
+    event_add(e->reconcile_timer, &tv);
 }
 
 bool engine_reconciled(const struct engine *e)

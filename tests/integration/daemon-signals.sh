@@ -51,6 +51,15 @@ grep -q 'libvirt.uri and libvirt.workers take effect when vtpmd restarts; still 
     "$T/daemon.log" || fail "no warning for a libvirt.workers change"
 pass "a reload that changes libvirt.workers warns that it needs a restart"
 
+# reconcile.interval takes effect on reload (it was read once, at start).
+[ "$(count_matches "$T/daemon.log" 'reconciling reason=periodic')" = 0 ] ||
+    fail "a periodic pass within 5m"
+echo 'reconcile: {interval: 1s}' >> "$T/vtpmd.yaml"
+kill -HUP $pid
+wait_count "$T/daemon.log" 'configuration reloaded' 4 30 || fail "fourth good reload not applied"
+wait_count "$T/daemon.log" 'reconciling reason=periodic' 2 30 || fail "reconcile.interval not reloaded"
+pass "a reload changes the reconciliation interval"
+
 kill -TERM $pid
 wait $pid
 rc=$?
