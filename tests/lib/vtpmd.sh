@@ -80,7 +80,22 @@ listener_start() {
     touch "$T/status.jsonl"
 }
 
-listener_stop() { [ -n "${LISTENER_PID:-}" ] && kill "$LISTENER_PID" 2>/dev/null; return 0; }
+# listener_stop: SIGTERM, then up to 5 s for its graceful stop (before
+# the broker goes: else its log fills with reconnect attempts).
+listener_stop() {
+    [ -n "${LISTENER_PID:-}" ] || return 0
+    kill "$LISTENER_PID" 2>/dev/null
+    _i=0
+    # Gone, or a zombie (state Z) until this shell waits for it.
+    while [ "$(sed 's/.*) //' "/proc/$LISTENER_PID/stat" 2>/dev/null | cut -c1)" != Z ] &&
+          [ -e "/proc/$LISTENER_PID" ] && [ $_i -lt 50 ]; do
+        sleep 0.1
+        _i=$((_i + 1))
+    done
+    kill -9 "$LISTENER_PID" 2>/dev/null
+    LISTENER_PID=
+    return 0
+}
 
 nova() {
     "$PYTHON" "$TOOLS/nova_emit.py" --url "$BROKER_URL" --host "$VTPMD_HOST" ${NOVA_FORMAT:+--format "$NOVA_FORMAT"} "$@" \
