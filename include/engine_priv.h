@@ -176,8 +176,8 @@ void inst_start_teardown(struct inst *in);
 /* src/engine_reconcile.c */
 void engine_reconcile(struct engine *e, const char *why);
 void engine_reconcile_free(struct engine *e);
-/* The periodic pass at reconcile.interval, started with libvirt's first
- * state and set again when a reload changes the interval. */
+/* The periodic pass at reconcile.interval (none for 0): started with
+ * libvirt's first state or a reload, set again when a reload changes it. */
 void engine_reconcile_timer_update(struct engine *e);
 
 const char *inst_state_name(enum inst_state s);

@@ -269,10 +269,11 @@ static const char *keep(struct publish_ctx *p, size_t i, const char *s)
 }
 
 /* Publishes a status notification about in; with commit, it counts
- * toward the instance's commit (the ack waits for its confirm); with ack,
- * that delivery is acked once the broker confirms it. */
+ * toward the instance's commit (the ack waits for its confirm); with ack
+ * (a resend, OP_RESEND), that delivery is acked and the instance resumes
+ * once the broker confirms it. */
 static void inst_publish_ack(struct inst *in, const char *event_type, bool commit,
-                             struct bus_delivery *ack, bool resend)
+                             struct bus_delivery *ack)
 {
     struct publish_ctx *p = xcalloc(1, sizeof(*p));
     struct timespec now;
@@ -287,7 +288,7 @@ static void inst_publish_ack(struct inst *in, const char *event_type, bool commi
         p->next->prev = p;
     in->e->publishing = p;
     p->in = commit ? in : NULL;
-    p->resume = resend ? in : NULL;
+    p->resume = ack ? in : NULL;
     p->ack = ack;
     p->event_type = xstrdup(event_type);
     p->p.instance_uuid = keep(p, 0, in->uuid);
@@ -312,7 +313,7 @@ static void inst_publish_ack(struct inst *in, const char *event_type, bool commi
 
 void inst_publish(struct inst *in, const char *event_type, bool commit)
 {
-    inst_publish_ack(in, event_type, commit, NULL, false);
+    inst_publish_ack(in, event_type, commit, NULL);
 }
 
 /* A redelivered notification whose outcome is already durable: the
@@ -329,7 +330,7 @@ static void inst_republish(struct inst *in, const char *event_type, struct bus_d
 {
     in->op = OP_RESEND;
     in->e->busy++;
-    inst_publish_ack(in, event_type, false, d, true);
+    inst_publish_ack(in, event_type, false, d);
     log_info("redelivered notification of a finished instance: status sent again "
              "instance=%s event=%s", in->uuid, event_type);
 }
