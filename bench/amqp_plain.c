@@ -34,7 +34,7 @@ void amqp_plain_check(const char *what, amqp_connection_state_t c)
 amqp_connection_state_t amqp_plain_connect(const char *url)
 {
     struct amqp_connection_info ci;
-    char *u __autofree = xstrdup(url);
+    char *u autofree = xstrdup(url);
     char slash[] = "/";
     amqp_connection_state_t c = amqp_new_connection();
     amqp_socket_t *s = amqp_tcp_socket_new(c);

@@ -13,6 +13,7 @@
 #include "hmap.h"
 #include "journal.h"
 #include "novamsg.h"
+#include "uuidutil.h"
 #include "virt.h"
 #include "domxml.h"
 
@@ -44,6 +45,7 @@ enum inst_step {
     STEP_REMOVE,
     STEP_RELEASE,
 };
+#define ENGINE_STEPS (STEP_RELEASE + 1) /* arrays indexed by enum inst_step */
 
 struct inst_job {
     struct inst_job *next;
@@ -54,12 +56,12 @@ struct inst_job {
 
 struct inst {
     struct engine *e;
-    char uuid[37];
+    char uuid[UUIDUTIL_BUFLEN];
     enum inst_state state;
     enum inst_op op;
     enum inst_step step;
 
-    char vtpm_uuid[37];
+    char vtpm_uuid[UUIDUTIL_BUFLEN];
     char *domain_name;
     char *image_path;
     char *rule;
@@ -97,9 +99,11 @@ struct engine_waiter {
     struct engine_waiter *prev, *next;
     struct engine *e;
     struct control_req *req;
-    char uuid[37];
+    char uuid[UUIDUTIL_BUFLEN];
     struct event *timeout;
 };
+
+#define ENGINE_LAT_BUCKETS 12 /* provisioning latency histogram */
 
 struct engine_metrics {
     uint64_t relevant, irrelevant, malformed;
@@ -107,9 +111,9 @@ struct engine_metrics {
     uint64_t denied, duplicates, tombstoned;
     uint64_t retries, status_retries, journal_retries;
     uint64_t images_spare, images_made; /* creates' images by source */
-    uint64_t step_failures[6];
+    uint64_t step_failures[ENGINE_STEPS];
     /* provisioning latency histogram (seconds), cumulative buckets */
-    uint64_t lat_buckets[12];
+    uint64_t lat_buckets[ENGINE_LAT_BUCKETS];
     uint64_t lat_count;
     double lat_sum;
 };
@@ -138,14 +142,14 @@ struct engine {
     uint64_t reconciles, repairs, cleanups;
 };
 
-extern const double engine_lat_bounds[12];
+extern const double engine_lat_bounds[ENGINE_LAT_BUCKETS];
 
 /* Work for the libvirt worker: what it needs, copied from the instance
  * and the configuration (both may change meanwhile). */
 struct build_job {
     struct inst *in;
-    char uuid[37];
-    char vtpm_uuid[37];
+    char uuid[UUIDUTIL_BUFLEN];
+    char vtpm_uuid[UUIDUTIL_BUFLEN];
     char *image_dir;
     uint64_t image_size;
     struct domxml_params p;

@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "uuidutil.h"
+
 struct event_base;
 struct journal;
 
@@ -29,9 +31,9 @@ enum journal_state {
 };
 
 struct journal_record {
-    char instance_uuid[37];
+    char instance_uuid[UUIDUTIL_BUFLEN];
     enum journal_state state;
-    char vtpm_uuid[37];   /* "" when none */
+    char vtpm_uuid[UUIDUTIL_BUFLEN];   /* "" when none */
     char *domain_name;    /* NULL when unknown */
     char *image_path;
     char *rule;

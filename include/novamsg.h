@@ -17,6 +17,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "uuidutil.h"
+
 enum nova_kind {
     NOVA_KIND_OTHER = 0,
     NOVA_KIND_CREATE_START,
@@ -51,7 +53,7 @@ struct nova_kvmap {
 struct nova_event {
     enum nova_kind kind;
     enum nova_format format;
-    char instance_uuid[37]; /* validated, canonical lower case */
+    char instance_uuid[UUIDUTIL_BUFLEN]; /* validated, canonical lower case */
     /* The host the event concerns: the publisher's (compute.<host>,
      * nova-compute:<host>), or the payload's for nova-api publishers and
      * for legacy deletes (nova-api publishes those as compute.<api-host>).

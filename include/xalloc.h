@@ -27,9 +27,9 @@ static inline void xclosep(int *fd)
         close(*fd);
 }
 
-/* char *s __autofree = ...; freed when s goes out of scope. */
-#define __autofree __attribute__((cleanup(xfreep)))
-#define __autoclose __attribute__((cleanup(xclosep)))
+/* char *s autofree = ...; freed when s goes out of scope. */
+#define autofree __attribute__((cleanup(xfreep)))
+#define autoclose __attribute__((cleanup(xclosep)))
 
 /* Returns the pointer and leaves NULL behind: hands ownership on. */
 #define steal_ptr(p) ({ __typeof__(p) _tmp = (p); (p) = NULL; _tmp; })

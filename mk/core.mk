@@ -5,7 +5,11 @@ libvtpmcommon_a_SOURCES = \
 	src/xalloc.c include/xalloc.h \
 	src/log.c include/log.h \
 	src/cfg.c include/cfg.h \
-	src/cmdline.c include/cmdline.h
+	src/cmdline.c include/cmdline.h \
+	src/vtime.c include/vtime.h \
+	src/backoff.c include/backoff.h \
+	src/fileutil.c include/fileutil.h \
+	include/jsonutil.h
 libvtpmcommon_a_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) $(YAML_CFLAGS)
 
 # vtpmd's modules; mk/*.mk fragments append to libvtpmd_a_SOURCES.

@@ -17,3 +17,10 @@ TESTS += tests/unit/test_config tests/unit/test_log tests/unit/test_cmdline \
 	tests/integration/daemon-signals.sh tests/integration/cli.sh
 EXTRA_DIST += tests/integration/daemon-signals.sh tests/integration/cli.sh \
 	tests/lib/broker.sh tests/lib/common.sh
+
+# The common library's helpers (vtime, backoff, fileutil, jsonutil).
+check_PROGRAMS += tests/unit/test_util
+tests_unit_test_util_SOURCES = tests/unit/test_util.c
+tests_unit_test_util_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_util_LDADD = $(UNIT_LIBS)
+TESTS += tests/unit/test_util

@@ -38,10 +38,12 @@
 #include <event2/util.h>
 #include <openssl/ssl.h>
 
+#include "backoff.h"
 #include "bus.h"
 #include "bus_priv.h"
 #include "config.h"
 #include "log.h"
+#include "vtime.h"
 #include "xalloc.h"
 
 /* librabbitmq's private frame type for a protocol header read back from
@@ -484,35 +486,11 @@ size_t bus_outbox_fail_all(struct bus_outbox *ob, int status)
 /* ------------------------------------------------------------------ */
 /* Helpers                                                             */
 
-static uint64_t bus_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static struct timeval ms_tv(uint64_t ms)
-{
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-
-    return tv;
-}
-
 static void timer_add_ms(struct event *ev, uint64_t ms)
 {
-    struct timeval tv = ms_tv(ms);
+    struct timeval tv = vtime_tv_ms(ms);
 
     event_add(ev, &tv);
-}
-
-static uint64_t bus_rand(struct bus *b)
-{
-    /* xorshift64*: jitter only, no security role. */
-    b->rng ^= b->rng >> 12;
-    b->rng ^= b->rng << 25;
-    b->rng ^= b->rng >> 27;
-    return b->rng * 2685821657736338717ull;
 }
 
 static amqp_bytes_t bytes_of(const char *s)
@@ -784,15 +762,11 @@ static void bus_connect(struct bus *b);
 
 static uint64_t bus_backoff_ms(struct bus *b)
 {
-    uint64_t d = BUS_BACKOFF_MIN_MS;
+    uint64_t d = backoff_ms(BUS_BACKOFF_MIN_MS, b->set.reconnect_max_ms, b->rounds);
 
-    for (unsigned i = 0; i < b->rounds && d < b->set.reconnect_max_ms; i++)
-        d *= 2;
-    if (d > b->set.reconnect_max_ms)
-        d = b->set.reconnect_max_ms;
     /* Jitter over [d/2, d]: many hosts reconnecting after a broker
      * restart do not arrive in lockstep. */
-    return d / 2 + bus_rand(b) % (d / 2 + 1);
+    return backoff_jitter_ms(d, backoff_rand(&b->rng));
 }
 
 static void bus_schedule_reconnect(struct bus *b)
@@ -805,7 +779,7 @@ static void bus_schedule_reconnect(struct bus *b)
         b->rounds = 0;
     } else if (b->was_ready) {
         /* Lost a working connection: start again with the first URL. */
-        if (bus_now_ms() - b->ready_at >= BUS_STABLE_MS)
+        if (vtime_now_ms() - b->ready_at >= BUS_STABLE_MS)
             b->rounds = 0;
         b->url_index = 0;
         delay = bus_backoff_ms(b);
@@ -886,7 +860,7 @@ static void bus_after_send(struct bus *b)
 static bool bus_sent(struct bus *b, int r, const char *what)
 {
     if (r == AMQP_STATUS_OK) {
-        b->last_tx = bus_now_ms();
+        b->last_tx = vtime_now_ms();
         return true;
     }
     bus_fail(b, LOG_LEVEL_WARNING, "cannot send %s: %s", what, amqp_error_string2(r));
@@ -1048,7 +1022,7 @@ static void bus_probe_send(struct bus *b)
 
 static void bus_probe_kick(struct bus *b)
 {
-    uint64_t now = bus_now_ms();
+    uint64_t now = vtime_now_ms();
 
     if (b->state != BUS_READY || b->probe_phase != 0 || b->dead)
         return;
@@ -1097,7 +1071,7 @@ bool bus_caught_up(struct bus *b)
     if (b->state != BUS_READY || b->dead || b->in_flight > 0)
         return false;
     if (b->verdict_valid && b->verdict_epoch == b->epoch &&
-        bus_now_ms() - b->verdict_at < BUS_VERDICT_FRESH_MS)
+        vtime_now_ms() - b->verdict_at < BUS_VERDICT_FRESH_MS)
         return b->verdict;
     bus_probe_kick(b);
     return false;
@@ -1244,7 +1218,7 @@ static void bus_declare_next(struct bus *b)
 static void bus_ready(struct bus *b)
 {
     event_del(b->ev_deadline);
-    b->ready_at = bus_now_ms();
+    b->ready_at = vtime_now_ms();
     b->was_ready = true;
     b->ack_batch = ack_batch_for(b->set.prefetch);
     log_info("amqp ready url=%s queue=%s exchange=%s prefetch=%u heartbeat=%us",
@@ -1298,8 +1272,8 @@ static void bus_login_start(struct bus *b, const amqp_connection_start_t *s)
     amqp_connection_start_ok_t ok;
     const char *user = b->ci.user, *pass = b->ci.password;
     size_t ul = strlen(user), pl = strlen(pass);
-    char *resp __autofree = xmalloc(ul + pl + 2);
-    char *name __autofree = NULL;
+    char *resp autofree = xmalloc(ul + pl + 2);
+    char *name autofree = NULL;
 
     if (s->version_major != 0 || s->version_minor != 9) {
         bus_fail(b, LOG_LEVEL_ERROR, "the broker speaks AMQP %d-%d, not 0-9-1",
@@ -1387,7 +1361,7 @@ static void bus_login_tune(struct bus *b, const amqp_connection_tune_t *t)
         return;
     if (hb) {
         uint64_t period = hb * 1000ull / 2;
-        struct timeval tv = ms_tv(period < 500 ? 500 : period);
+        struct timeval tv = vtime_tv_ms(period < 500 ? 500 : period);
 
         event_add(b->ev_heartbeat, &tv);
     }
@@ -1407,7 +1381,7 @@ static void bus_open_channels(struct bus *b)
 static void bus_heartbeat_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct bus *b = arg;
-    uint64_t now = bus_now_ms(), hb = b->heartbeat_s * 1000ull;
+    uint64_t now = vtime_now_ms(), hb = b->heartbeat_s * 1000ull;
 
     if (!bus_can_send(b) || hb == 0)
         return;
@@ -1812,7 +1786,7 @@ static void bus_io_cb(evutil_socket_t fd, short what, void *arg)
         }
     }
     if (got)
-        b->last_rx = bus_now_ms();
+        b->last_rx = vtime_now_ms();
 }
 
 /* ------------------------------------------------------------------ */
@@ -1838,7 +1812,7 @@ static void bus_login_begin(struct bus *b)
         bus_fail(b, LOG_LEVEL_ERROR, "cannot watch the socket");
         return;
     }
-    b->last_rx = b->last_tx = bus_now_ms();
+    b->last_rx = b->last_tx = vtime_now_ms();
     r = amqp_send_header(b->conn);
     if (bus_sent(b, r, "protocol header"))
         bus_after_send(b);
@@ -1987,7 +1961,7 @@ static void bus_resolve(struct bus *b)
 static void bus_tls_open(struct bus *b)
 {
     amqp_socket_t *s;
-    struct timeval tv = ms_tv(b->set.connect_timeout_ms);
+    struct timeval tv = vtime_tv_ms(b->set.connect_timeout_ms);
     int r;
 
     bus_set_state(b, BUS_TLS);
@@ -2075,7 +2049,7 @@ int bus_new(struct event_base *base, const struct config *cfg,
     settings_from_config(&b->set, cfg);
     for (size_t i = 0; i < b->set.urls.n; i++) {
         struct amqp_connection_info ci;
-        char *u __autofree = xstrdup(b->set.urls.v[i]);
+        char *u autofree = xstrdup(b->set.urls.v[i]);
 
         if (amqp_parse_url(u, &ci) != AMQP_STATUS_OK) {
             log_error("amqp.urls[%zu]: not a valid amqp URL", i);

@@ -145,7 +145,7 @@ static void control_route(struct control *c, struct evhttp_request *r, bool metr
     const char *qs = uri ? evhttp_uri_get_query(uri) : NULL;
     enum evhttp_cmd_type cmd = evhttp_request_get_command(r);
     enum control_route route = CONTROL_NROUTES;
-    char uuid[37];
+    char uuid[UUIDUTIL_BUFLEN];
     const char *param = NULL;
 
     q->c = c;

@@ -31,7 +31,7 @@ static void xml_doc_freep(xmlDocPtr *doc)
     if (*doc)
         xmlFreeDoc(*doc);
 }
-#define __autodoc __attribute__((cleanup(xml_doc_freep)))
+#define autodoc __attribute__((cleanup(xml_doc_freep)))
 
 /* libxml2 returns NULL only when it runs out of memory here (its inputs
  * are validated); abort like xmalloc does. */
@@ -282,7 +282,7 @@ static char *serialize(xmlDocPtr doc)
 
 int domxml_build(const struct domxml_params *p, char **xml_out)
 {
-    xmlDocPtr doc __autodoc = NULL;
+    xmlDocPtr doc autodoc = NULL;
     xmlNodePtr dom, os, type, devices, disk, node, meta, vtpm;
     xmlNsPtr ns;
     char vu[UUIDUTIL_BUFLEN], mem[32];
@@ -342,7 +342,7 @@ int domxml_build(const struct domxml_params *p, char **xml_out)
 
 int domxml_build_metadata(const struct domxml_params *p, char **xml_out)
 {
-    xmlDocPtr doc __autodoc = NULL;
+    xmlDocPtr doc autodoc = NULL;
     xmlNodePtr vtpm;
     int ret;
 
@@ -443,7 +443,7 @@ out:
 
 int domxml_parse_metadata(const char *xml, struct domxml_meta *out)
 {
-    xmlDocPtr doc __autodoc = NULL;
+    xmlDocPtr doc autodoc = NULL;
     xmlNodePtr root, vtpm = NULL;
     struct domxml_meta m;
     size_t len;
@@ -484,7 +484,7 @@ void domxml_meta_clear(struct domxml_meta *m)
 
 int domxml_guest_vtpm(const char *stub_name, char **xml_out)
 {
-    xmlDocPtr doc __autodoc = NULL;
+    xmlDocPtr doc autodoc = NULL;
     xmlNodePtr vtpm;
 
     if (!domxml_name_valid(stub_name))

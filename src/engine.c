@@ -19,6 +19,7 @@
 
 #include <event2/event.h>
 
+#include "backoff.h"
 #include "bus.h"
 #include "config.h"
 #include "domxml.h"
@@ -29,6 +30,7 @@
 #include "status.h"
 #include "uuidutil.h"
 #include "virt.h"
+#include "vtime.h"
 #include "vtpmmgr.h"
 #include "xalloc.h"
 
@@ -36,19 +38,11 @@
 #define RETRY_MIN_MS 100
 #define RETRY_MAX_MS 5000
 
-const double engine_lat_bounds[12] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025,
-                                      0.05,   0.1,   0.25,  0.5,   1.0,  5.0};
+const double engine_lat_bounds[ENGINE_LAT_BUCKETS] = {
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0};
 
 static void inst_step(struct inst *in);
 static void inst_commit(struct inst *in);
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static const char *const inst_state_names[] = {
     [INST_NONE] = "none",
@@ -110,7 +104,7 @@ static struct inst *inst_get(struct engine *e, const char *uuid, bool create)
         return in;
     in = xcalloc(1, sizeof(*in));
     in->e = e;
-    memcpy(in->uuid, uuid, 37);
+    memcpy(in->uuid, uuid, UUIDUTIL_BUFLEN);
     in->queue_tail = &in->queue;
     hmap_put(e->insts, uuid, in);
     return in;
@@ -212,15 +206,12 @@ static void publish_done(int status, void *arg)
     if (status != 0 && !p->e->stopping) {
         /* Nacked, lost with the connection or outbox full: send again. A
          * duplicate is harmless, a lost status is not. */
-        struct timeval tv;
-        uint64_t ms = (uint64_t)RETRY_MIN_MS << (p->attempt < 6 ? p->attempt : 6);
+        struct timeval tv = vtime_tv_ms(backoff_ms(RETRY_MIN_MS, RETRY_MAX_MS, p->attempt));
 
         p->attempt++;
         p->e->m.status_retries++;
         log_warn("status notification not confirmed, retrying event=%s instance=%s error=%s",
                  p->event_type, p->p.instance_uuid, strerror(-status));
-        tv.tv_sec = (time_t)(ms / 1000);
-        tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
         if (p->timer == NULL)
             p->timer = evtimer_new(p->e->base, publish_retry_cb, p);
         evtimer_add(p->timer, &tv);
@@ -276,12 +267,8 @@ static void inst_publish_ack(struct inst *in, const char *event_type, bool commi
                              struct bus_delivery *ack)
 {
     struct publish_ctx *p = xcalloc(1, sizeof(*p));
-    struct timespec now;
-    double ms;
+    double ms = vtime_since_ms(&in->started);
 
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    ms = (double)(now.tv_sec - in->started.tv_sec) * 1000.0 +
-         (double)(now.tv_nsec - in->started.tv_nsec) / 1e6;
     p->e = in->e;
     p->next = in->e->publishing;
     if (p->next)
@@ -342,7 +329,7 @@ static void inst_journal_done(int ret, void *arg);
 static void inst_fill_record(struct inst *in, struct journal_record *r)
 {
     memset(r, 0, sizeof(*r));
-    memcpy(r->instance_uuid, in->uuid, 37);
+    memcpy(r->instance_uuid, in->uuid, UUIDUTIL_BUFLEN);
     switch (in->state) {
     case INST_READY:
         r->state = JOURNAL_READY;
@@ -363,7 +350,7 @@ static void inst_fill_record(struct inst *in, struct journal_record *r)
         r->state = JOURNAL_PROVISIONING;
         break;
     }
-    memcpy(r->vtpm_uuid, in->vtpm_uuid, 37);
+    memcpy(r->vtpm_uuid, in->vtpm_uuid, UUIDUTIL_BUFLEN);
     r->domain_name = in->domain_name;
     r->image_path = in->image_path;
     r->rule = in->rule;
@@ -486,12 +473,9 @@ static void inst_journal_done(int ret, void *arg)
 
 static void latency_observe(struct engine *e, const struct timespec *start)
 {
-    struct timespec now;
-    double s;
+    double s = vtime_since_ms(start) / 1000.0;
 
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    s = (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
-    for (size_t i = 0; i < 12; i++) {
+    for (size_t i = 0; i < ENGINE_LAT_BUCKETS; i++) {
         if (s <= engine_lat_bounds[i])
             e->m.lat_buckets[i]++;
     }
@@ -549,18 +533,13 @@ static void inst_retry_cb(evutil_socket_t fd, short what, void *arg)
 /* Schedules the current step again if still within the retry window. */
 static bool inst_retry(struct inst *in)
 {
-    uint64_t ms;
     struct timeval tv;
 
-    if (now_ms() >= in->retry_until_ms)
+    if (vtime_now_ms() >= in->retry_until_ms)
         return false;
-    ms = (uint64_t)RETRY_MIN_MS << (in->attempt < 6 ? in->attempt : 6);
-    if (ms > RETRY_MAX_MS)
-        ms = RETRY_MAX_MS;
+    tv = vtime_tv_ms(backoff_ms(RETRY_MIN_MS, RETRY_MAX_MS, in->attempt));
     in->attempt++;
     in->e->m.retries++;
-    tv.tv_sec = (time_t)(ms / 1000);
-    tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
     if (in->timer == NULL)
         in->timer = evtimer_new(in->e->base, inst_retry_cb, in);
     evtimer_add(in->timer, &tv);
@@ -575,7 +554,7 @@ static void inst_begin_rollback(struct inst *in)
     in->op = OP_ROLLBACK;
     in->step = STEP_REMOVE;
     in->attempt = 0;
-    in->retry_until_ms = now_ms() + in->e->cfg->vtpmmgr.retry_for_ms;
+    in->retry_until_ms = vtime_now_ms() + in->e->cfg->vtpmmgr.retry_for_ms;
     inst_step(in);
 }
 
@@ -613,7 +592,7 @@ static void acquire_done(enum vtpmmgr_status st, const char *vtpm_uuid,
         inst_begin_rollback(in);
         return;
     }
-    memcpy(in->vtpm_uuid, vtpm_uuid, 37);
+    memcpy(in->vtpm_uuid, vtpm_uuid, UUIDUTIL_BUFLEN);
     in->step = STEP_BUILD;
     in->attempt = 0;
     inst_step(in);
@@ -820,8 +799,8 @@ struct build_job *engine_job_new(struct inst *in)
     struct build_job *j = xcalloc(1, sizeof(*j));
 
     j->in = in;
-    memcpy(j->uuid, in->uuid, 37);
-    memcpy(j->vtpm_uuid, in->vtpm_uuid, 37);
+    memcpy(j->uuid, in->uuid, UUIDUTIL_BUFLEN);
+    memcpy(j->vtpm_uuid, in->vtpm_uuid, UUIDUTIL_BUFLEN);
     j->image_dir = xstrdup(cfg->image.dir);
     j->image_size = in->image_size;
     j->name = in->domain_name ? xstrdup(in->domain_name) : NULL;
@@ -904,8 +883,8 @@ static void inst_start_create(struct inst *in, const struct nova_event *ev,
     in->step = STEP_ACQUIRE;
     in->attempt = 0;
     e->busy++;
-    clock_gettime(CLOCK_MONOTONIC, &in->started);
-    in->retry_until_ms = now_ms() + e->cfg->vtpmmgr.retry_for_ms;
+    in->started = vtime_now();
+    in->retry_until_ms = vtime_now_ms() + e->cfg->vtpmmgr.retry_for_ms;
     set_str(&in->rule, pd->rule ? pd->rule : "default");
     set_str(&in->instance_name, ev->instance_name);
     set_str(&in->request_id, ev->request_id);
@@ -943,8 +922,8 @@ void inst_start_teardown(struct inst *in)
     in->step = STEP_REMOVE;
     in->attempt = 0;
     e->busy++;
-    clock_gettime(CLOCK_MONOTONIC, &in->started);
-    in->retry_until_ms = now_ms() + e->cfg->vtpmmgr.retry_for_ms;
+    in->started = vtime_now();
+    in->retry_until_ms = vtime_now_ms() + e->cfg->vtpmmgr.retry_for_ms;
     log_info("tearing down instance=%s vtpm=%s domain=%s", in->uuid,
              in->vtpm_uuid[0] ? in->vtpm_uuid : "-", in->domain_name ? in->domain_name : "-");
     inst_publish(in, "vtpm.delete.start", false);
@@ -1127,7 +1106,7 @@ int engine_new(struct event_base *base, const struct engine_deps *deps,
 
         in->state = state_from_journal(recs[i].state);
         in->torn_down = in->state == INST_DELETED; /* tombstones are written by teardowns */
-        memcpy(in->vtpm_uuid, recs[i].vtpm_uuid, 37);
+        memcpy(in->vtpm_uuid, recs[i].vtpm_uuid, UUIDUTIL_BUFLEN);
         set_str(&in->domain_name, recs[i].domain_name);
         set_str(&in->image_path, recs[i].image_path);
         set_str(&in->rule, recs[i].rule);

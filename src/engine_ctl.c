@@ -13,6 +13,7 @@
 #include "engine_priv.h"
 #include "image.h"
 #include "log.h"
+#include "uuidutil.h"
 #include "virt.h"
 #include "vtpmmgr.h"
 #include "xalloc.h"
@@ -62,7 +63,7 @@ struct show_job {
     struct engine *e;
     struct control_req *req;
     bool cancelled;
-    char uuid[37];
+    char uuid[UUIDUTIL_BUFLEN];
     char *name;
     char *xml;
 };
@@ -120,7 +121,7 @@ static void handle_show(struct engine *e, struct control_req *req, const char *u
     j = xcalloc(1, sizeof(*j));
     j->e = e;
     j->req = req;
-    memcpy(j->uuid, uuid, 37);
+    memcpy(j->uuid, uuid, UUIDUTIL_BUFLEN);
     j->name = xstrdup(in->domain_name);
     control_req_on_cancel(req, show_cancel, j);
     if (virt_submit(e->deps.virt, show_work, show_done, j) < 0)
@@ -221,9 +222,9 @@ static void waiter_timeout(evutil_socket_t fd, short what, void *arg)
 {
     struct engine_waiter *w = arg;
     struct control_req *req = w->req;
-    char uuid[37];
+    char uuid[UUIDUTIL_BUFLEN];
 
-    memcpy(uuid, w->uuid, 37);
+    memcpy(uuid, w->uuid, UUIDUTIL_BUFLEN);
     control_req_on_cancel(req, NULL, NULL);
     waiter_free(w);
     control_reply_error(req, 504, "timed out waiting for instance %s", uuid);
@@ -251,8 +252,8 @@ static bool waiter_try(struct engine *e, struct engine_waiter *w)
     if (!bus_caught_up(e->deps.bus))
         return false;
     {
-        char uuid[37];
-        memcpy(uuid, w->uuid, 37);
+        char uuid[UUIDUTIL_BUFLEN];
+        memcpy(uuid, w->uuid, UUIDUTIL_BUFLEN);
         control_req_on_cancel(req, NULL, NULL);
         waiter_free(w);
         control_reply_error(req, 404, "vtpmd holds nothing for instance %s", uuid);
@@ -295,7 +296,7 @@ static void handle_wait(struct engine *e, struct control_req *req, const char *u
     w = xcalloc(1, sizeof(*w));
     w->e = e;
     w->req = req;
-    memcpy(w->uuid, uuid, 37);
+    memcpy(w->uuid, uuid, UUIDUTIL_BUFLEN);
     w->next = e->waiters;
     if (e->waiters)
         e->waiters->prev = w;
@@ -364,7 +365,8 @@ static void metric(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
 
 static void handle_metrics(struct engine *e, struct control_req *req)
 {
-    static const char *const steps[] = {"none", "acquire", "build", "commit", "remove", "release"};
+    static const char *const steps[ENGINE_STEPS] = {"none",   "acquire", "build",
+                                                    "commit", "remove",  "release"};
     struct engine_metrics *m = &e->m;
     struct bus_stats bs;
     struct vtpmmgr_stats vs;
@@ -409,7 +411,7 @@ static void handle_metrics(struct engine *e, struct control_req *req)
     metric(&buf, &len, &cap,
            "# HELP vtpmd_step_failures_total Failed steps.\n"
            "# TYPE vtpmd_step_failures_total counter\n");
-    for (size_t i = 1; i < 6; i++)
+    for (size_t i = STEP_NONE + 1; i < ENGINE_STEPS; i++)
         metric(&buf, &len, &cap, "vtpmd_step_failures_total{step=\"%s\"} %lu\n", steps[i],
                (unsigned long)m->step_failures[i]);
     metric(&buf, &len, &cap,
@@ -480,7 +482,7 @@ static void handle_metrics(struct engine *e, struct control_req *req)
     metric(&buf, &len, &cap,
            "# HELP vtpmd_provision_seconds Time from a create notification to the vTPM ready.\n"
            "# TYPE vtpmd_provision_seconds histogram\n");
-    for (size_t i = 0; i < 12; i++)
+    for (size_t i = 0; i < ENGINE_LAT_BUCKETS; i++)
         metric(&buf, &len, &cap, "vtpmd_provision_seconds_bucket{le=\"%g\"} %lu\n",
                engine_lat_bounds[i], (unsigned long)m->lat_buckets[i]);
     metric(&buf, &len, &cap,

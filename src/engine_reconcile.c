@@ -21,6 +21,7 @@
 #include "image.h"
 #include "log.h"
 #include "status.h"
+#include "vtime.h"
 #include "xalloc.h"
 
 #define RESTART_WINDOW_S 600
@@ -96,7 +97,7 @@ static void repair_done(int ret, char *err, void *arg)
         in->state = INST_FAILED;
         in->op = OP_REPAIR;
         e->busy++;
-        clock_gettime(CLOCK_MONOTONIC, &in->started);
+        in->started = vtime_now();
         inst_commit_start(in, STATUS_DOMAIN_ERROR);
         free(err);
         return;
@@ -116,7 +117,7 @@ static void start_repair(struct inst *in)
 
     in->op = OP_REPAIR;
     e->busy++;
-    clock_gettime(CLOCK_MONOTONIC, &in->started);
+    in->started = vtime_now();
     b = engine_job_new(in);
     b->repair = true;
     if (virt_submit(e->deps.virt, build_work, repair_done, b) < 0)
@@ -360,7 +361,7 @@ void engine_libvirt_state(struct engine *e, bool up)
 void engine_reconcile_timer_update(struct engine *e)
 {
     uint64_t ms = e->cfg->reconcile.interval_ms;
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    struct timeval tv = vtime_tv_ms(ms);
 
     if (e->reconcile_timer && ms == e->reconcile_every_ms)
         return;

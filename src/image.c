@@ -19,6 +19,7 @@
 #include "image.h"
 #include "log.h"
 #include "uuidutil.h"
+#include "vtime.h"
 #include "xalloc.h"
 
 #define IMAGE_SUFFIX ".img"
@@ -83,7 +84,7 @@ int image_path(const char *dir, const char *instance_uuid, char **path_out)
  * 0700. Existing components are fine: the caller checks the result. */
 static int image_mkdirs(const char *dir)
 {
-    char *p __autofree = xstrdup(dir);
+    char *p autofree = xstrdup(dir);
     size_t n = strlen(p);
 
     while (n > 1 && p[n - 1] == '/')
@@ -108,7 +109,7 @@ static int image_mkdirs(const char *dir)
  * that are later handed to Xen. Symlinks are judged by their owner. */
 static int image_check_ancestors(const char *dir, char **err)
 {
-    char *p __autofree = xstrdup(dir);
+    char *p autofree = xstrdup(dir);
     uid_t me = geteuid();
     struct stat st;
     char *s;
@@ -144,7 +145,7 @@ static int image_check_ancestors(const char *dir, char **err)
 static int image_open_dir(const char *dir, bool create, int *fd_out, char **err)
 {
     const int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
-    int fd __autoclose = -1;
+    int fd autoclose = -1;
     bool created = false;
     struct stat st;
     int ret;
@@ -290,9 +291,9 @@ static int image_create_at(const char *dir, const char *instance_uuid, uint64_t 
                            bool sync_dir, char **path_out, char **err)
 {
     char name[IMAGE_NAME_MAX], tmpname[IMAGE_NAME_MAX];
-    char *path __autofree = NULL;
-    int dirfd __autoclose = -1;
-    int fd __autoclose = -1;
+    char *path autofree = NULL;
+    int dirfd autoclose = -1;
+    int fd autoclose = -1;
     bool tmp_made = false;
     int ret;
 
@@ -393,7 +394,7 @@ int image_create(const char *dir, const char *instance_uuid, uint64_t size,
 int image_remove(const char *dir, const char *instance_uuid, char **err)
 {
     char name[IMAGE_NAME_MAX], tmpname[IMAGE_NAME_MAX];
-    int dirfd __autoclose = -1;
+    int dirfd autoclose = -1;
     bool removed = false;
     int ret;
 
@@ -410,7 +411,7 @@ int image_remove(const char *dir, const char *instance_uuid, char **err)
     if (unlinkat(dirfd, name, 0) == 0) {
         removed = true;
     } else if (errno != ENOENT) {
-        char *path __autofree = image_join(dir, name);
+        char *path autofree = image_join(dir, name);
 
         ret = -errno;
         image_seterr(err, "cannot remove image %s: %s", path, strerror(-ret));
@@ -532,8 +533,8 @@ static int spare_make(struct image_pool *p, char name[SPARE_NAME_MAX], char **er
 {
     unsigned char rnd[SPARE_HEX / 2];
     char hex[SPARE_HEX + 1], tmp[SPARE_NAME_MAX];
-    int dirfd __autoclose = -1;
-    int fd __autoclose = -1;
+    int dirfd autoclose = -1;
+    int fd autoclose = -1;
     int ret;
 
     if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
@@ -574,7 +575,7 @@ static int spare_make(struct image_pool *p, char name[SPARE_NAME_MAX], char **er
  * pool makes; removes the others and half-made ones. */
 static void spare_adopt(struct image_pool *p)
 {
-    char *err __autofree = NULL;
+    char *err autofree = NULL;
     int dirfd = -1;
     unsigned kept = 0, dropped = 0;
     struct dirent *de;
@@ -614,21 +615,6 @@ static void spare_adopt(struct image_pool *p)
         log_info("spare images adopted dir=%s kept=%u removed=%u", p->dir, kept, dropped);
 }
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static struct timespec mono_at(uint64_t ns)
-{
-    struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
-
-    return ts;
-}
-
 static void *spare_main(void *arg)
 {
     struct image_pool *p = arg;
@@ -646,8 +632,8 @@ static void *spare_main(void *arg)
             pthread_cond_wait(&p->work, &p->lock);
             continue;
         }
-        if (p->n > 0 && mono_ns() < quiet_until) {
-            struct timespec ts = mono_at(quiet_until);
+        if (p->n > 0 && vtime_now_ns() < quiet_until) {
+            struct timespec ts = vtime_ts_ns(quiet_until);
 
             pthread_cond_timedwait(&p->work, &p->lock, &ts);
             continue;
@@ -661,7 +647,7 @@ static void *spare_main(void *arg)
                 log_info("spare images: making them again dir=%s", p->dir);
             p->failing = false;
         } else {
-            struct timespec ts = mono_at(mono_ns() + SPARE_RETRY_S * 1000000000ull);
+            struct timespec ts = vtime_ts_ns(vtime_now_ns() + SPARE_RETRY_S * 1000000000ull);
 
             if (!p->failing)
                 log_warn("spare images: cannot make one, creates take the slower direct "
@@ -742,7 +728,7 @@ static char *pool_pop(struct image_pool *p)
     pthread_mutex_lock(&p->lock);
     if (p->n > 0) {
         name = p->names[--p->n];
-        p->last_take_ns = mono_ns();
+        p->last_take_ns = vtime_now_ns();
     }
     pthread_cond_signal(&p->work);
     pthread_mutex_unlock(&p->lock);
@@ -778,8 +764,8 @@ int image_pool_create(struct image_pool *p, const char *instance_uuid, uint64_t 
                       char **path_out, uint64_t *ticket, bool *spare, char **err)
 {
     char name[IMAGE_NAME_MAX];
-    char *path __autofree = NULL;
-    int dirfd __autoclose = -1;
+    char *path autofree = NULL;
+    int dirfd autoclose = -1;
     int ret;
 
     *ticket = 0;
@@ -800,7 +786,7 @@ int image_pool_create(struct image_pool *p, const char *instance_uuid, uint64_t 
         return ret; /* already there (0), or something wrong there */
     }
     for (;;) {
-        char *s __autofree = pool_pop(p);
+        char *s autofree = pool_pop(p);
 
         if (s == NULL)
             return pool_create_direct(p, instance_uuid, size, path_out, ticket, err);

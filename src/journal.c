@@ -12,6 +12,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "fileutil.h"
 #include "hmap.h"
 #include "journal.h"
 #include "log.h"
@@ -217,14 +218,14 @@ static int record_decode(const char *line, size_t len, struct journal_record *r)
     s = jstr(o, "instance");
     if (!uuid_is_canonical(s))
         goto out;
-    memcpy(r->instance_uuid, s, 37);
+    memcpy(r->instance_uuid, s, UUIDUTIL_BUFLEN);
     if (!jstr(o, "state") || journal_state_parse(jstr(o, "state"), &r->state) < 0)
         goto out;
     s = jstr(o, "vtpm_uuid");
     if (s) {
         if (!uuid_is_canonical(s))
             goto out;
-        memcpy(r->vtpm_uuid, s, 37);
+        memcpy(r->vtpm_uuid, s, UUIDUTIL_BUFLEN);
     }
     r->domain_name = dup_or_null(jstr(o, "domain"));
     r->image_path = dup_or_null(jstr(o, "image"));
@@ -246,20 +247,6 @@ out:
 }
 
 /* ---- writing ----------------------------------------------------- */
-
-static int write_all(int fd, const char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
 
 struct snap_ctx {
     char *buf;
@@ -295,7 +282,7 @@ static int journal_compact(struct journal *j)
         ret = -errno;
         goto out;
     }
-    ret = write_all(fd, s.buf ? s.buf : "", s.len);
+    ret = file_write_all(fd, s.buf ? s.buf : "", s.len);
     if (ret == 0 && fsync(fd) < 0)
         ret = -errno;
     close(fd);
@@ -364,7 +351,7 @@ static void *journal_thread(void *arg)
             count++;
             free(line);
         }
-        ret = write_all(j->fd, buf, len);
+        ret = file_write_all(j->fd, buf, len);
         if (ret == 0 && fdatasync(j->fd) < 0)
             ret = -errno;
         free(buf);

@@ -400,7 +400,7 @@ static enum novamsg_class decode(const char *s, size_t len,
     char stackbuf[16 * 1024];
     json_auto_t *root = NULL;
     json_auto_t *inner_root = NULL;
-    char *heap __autofree = NULL;
+    char *heap autofree = NULL;
     const char *inner = NULL;
     const json_t *msg = NULL, *m;
     struct novamsg_envelope env;

@@ -13,8 +13,10 @@
 #include <uuid/uuid.h>
 
 #include "config.h"
+#include "jsonutil.h"
 #include "log.h"
 #include "status.h"
+#include "uuidutil.h"
 #include "xalloc.h"
 
 static const char *const status_events[] = {
@@ -63,22 +65,16 @@ static void status_timestamp(char *buf, size_t size)
     snprintf(buf + n, size - n, ".%06ld", ts.tv_nsec / 1000);
 }
 
-static void json_decref_p(json_t **j)
-{
-    json_decref(*j);
-}
-#define __autojson __attribute__((cleanup(json_decref_p)))
-
 int status_build(const struct config *cfg, const char *event_type,
                  const struct status_payload *p, char **body, size_t *len,
                  char **routing_key)
 {
-    json_t *payload __autojson = json_object();
-    json_t *msg __autojson = json_object();
-    json_t *env __autojson = NULL;
-    char *inner __autofree = NULL;
-    char *out = NULL, *publisher __autofree = NULL;
-    char message_id[37], unique_id[33], ts[40];
+    json_t *payload autojson = json_object();
+    json_t *msg autojson = json_object();
+    json_t *env autojson = NULL;
+    char *inner autofree = NULL;
+    char *out = NULL, *publisher autofree = NULL;
+    char message_id[UUIDUTIL_BUFLEN], unique_id[33], ts[40];
     bool error, ok = true;
     uuid_t u;
 
@@ -151,7 +147,7 @@ int status_build(const struct config *cfg, const char *event_type,
 int status_publish(struct bus *b, const struct config *cfg, const char *event_type,
                    const struct status_payload *p, bus_publish_cb cb, void *arg)
 {
-    char *body __autofree = NULL, *rk __autofree = NULL;
+    char *body autofree = NULL, *rk autofree = NULL;
     size_t len;
     int r;
 

@@ -9,6 +9,7 @@
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -22,9 +23,11 @@
 #include <libxml/parser.h>
 #include <libxml/xmlerror.h>
 
+#include "backoff.h"
 #include "log.h"
 #include "virt.h"
 #include "virt_priv.h"
+#include "vtime.h"
 #include "xalloc.h"
 
 enum virt_item_kind {
@@ -74,7 +77,7 @@ struct virt {
     bool connecting;
     int reported; /* -1 nothing yet, 0 down, 1 up */
     uint64_t next_connect_ms;
-    unsigned backoff_ms;
+    unsigned failures; /* connects failed in a row: the backoff's attempt */
     unsigned backoff_min_ms;
     unsigned backoff_max_ms;
 
@@ -86,14 +89,6 @@ struct virt {
     atomic_bool events_stop;
     atomic_int events_timer;
 };
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* libvirt's default handler prints every error to stderr. */
 static void virt_silent_error(void *data, virErrorPtr err)
@@ -126,6 +121,12 @@ static void virt_post_locked(struct virt *v, struct virt_item *it)
 {
     TAILQ_INSERT_TAIL(&v->out, it, entry);
     event_active(v->wake, EV_READ, 0);
+}
+
+/* The delay before the next connect attempt; lock held. */
+static uint64_t virt_backoff_locked(const struct virt *v)
+{
+    return backoff_ms(v->backoff_min_ms, v->backoff_max_ms, v->failures);
 }
 
 /* Lock held. */
@@ -260,15 +261,16 @@ static void virt_connect_locked(struct virt *v)
     if (conn) {
         v->conn = conn;
         v->lifecycle_id = id;
-        v->backoff_ms = v->backoff_min_ms;
+        v->failures = 0;
         log_info("libvirt connected uri=%s", v->uri);
         virt_report_locked(v, true);
     } else {
-        v->next_connect_ms = now_ms() + v->backoff_ms;
-        log_warn("libvirt connect failed uri=%s error=\"%s\" retry_ms=%u", v->uri,
-                 err, v->backoff_ms);
-        v->backoff_ms = v->backoff_ms * 2 > v->backoff_max_ms ? v->backoff_max_ms
-                                                              : v->backoff_ms * 2;
+        uint64_t delay = virt_backoff_locked(v);
+
+        v->next_connect_ms = vtime_now_ms() + delay;
+        log_warn("libvirt connect failed uri=%s error=\"%s\" retry_ms=%" PRIu64, v->uri,
+                 err, delay);
+        v->failures++;
         virt_report_locked(v, false);
     }
     free(err);
@@ -291,6 +293,7 @@ static void virt_disconnect_locked(struct virt *v)
 {
     virConnectPtr conn = steal_ptr(v->conn);
     int id = v->lifecycle_id;
+    uint64_t delay;
 
     v->lifecycle_id = -1;
     v->connecting = true;
@@ -299,8 +302,9 @@ static void virt_disconnect_locked(struct virt *v)
     pthread_mutex_lock(&v->lock);
     v->connecting = false;
     v->lost = false;
-    v->next_connect_ms = now_ms() + v->backoff_ms;
-    log_warn("libvirt connection lost uri=%s retry_ms=%u", v->uri, v->backoff_ms);
+    delay = virt_backoff_locked(v);
+    v->next_connect_ms = vtime_now_ms() + delay;
+    log_warn("libvirt connection lost uri=%s retry_ms=%" PRIu64, v->uri, delay);
     virt_report_locked(v, false);
     pthread_cond_broadcast(&v->cond);
 }
@@ -351,7 +355,7 @@ static void *virt_worker_main(void *arg)
             virt_disconnect_locked(v);
             continue;
         }
-        if (v->conn == NULL && now_ms() >= v->next_connect_ms) {
+        if (v->conn == NULL && vtime_now_ms() >= v->next_connect_ms) {
             virt_connect_locked(v);
             continue;
         }
@@ -359,10 +363,7 @@ static void *virt_worker_main(void *arg)
             if (v->conn) {
                 pthread_cond_wait(&v->cond, &v->lock);
             } else {
-                struct timespec ts = {
-                    .tv_sec = (time_t)(v->next_connect_ms / 1000),
-                    .tv_nsec = (long)(v->next_connect_ms % 1000) * 1000000,
-                };
+                struct timespec ts = vtime_ts_ns(v->next_connect_ms * 1000000);
 
                 pthread_cond_timedwait(&v->cond, &v->lock, &ts);
             }
@@ -460,7 +461,6 @@ int virt_new_workers(struct event_base *base, const char *uri, unsigned workers,
     v->reported = -1;
     v->backoff_min_ms = VIRT_BACKOFF_MIN_MS;
     v->backoff_max_ms = VIRT_BACKOFF_MAX_MS;
-    v->backoff_ms = v->backoff_min_ms;
     atomic_init(&v->events_stop, false);
     atomic_init(&v->events_timer, -1);
     pthread_mutex_init(&v->lock, NULL);
@@ -610,7 +610,7 @@ void virt_set_backoff(struct virt *v, unsigned min_ms, unsigned max_ms)
     pthread_mutex_lock(&v->lock);
     v->backoff_min_ms = min_ms ? min_ms : 1;
     v->backoff_max_ms = max_ms < v->backoff_min_ms ? v->backoff_min_ms : max_ms;
-    v->backoff_ms = v->backoff_min_ms;
+    v->failures = 0;
     pthread_mutex_unlock(&v->lock);
 }
 
@@ -704,7 +704,7 @@ static void dom_freep(virDomainPtr *d)
     if (*d)
         virDomainFree(*d);
 }
-#define __autodom __attribute__((cleanup(dom_freep)))
+#define autodom __attribute__((cleanup(dom_freep)))
 
 /* The last error's code without consuming it. */
 static int virt_last_code(void)
@@ -716,7 +716,7 @@ static int virt_last_code(void)
 
 int virt_define_start(virConnectPtr conn, const char *xml, const char *name, char **err)
 {
-    virDomainPtr dom __autodom = NULL;
+    virDomainPtr dom autodom = NULL;
     int active, state, reason;
 
     if (conn == NULL)
@@ -797,7 +797,7 @@ int virt_destroy_undefine(virConnectPtr conn, const char *name, char **err)
 int virt_destroy_undefine_for(virConnectPtr conn, const char *name, const char *instance_uuid,
                               char **err)
 {
-    virDomainPtr dom __autodom = NULL;
+    virDomainPtr dom autodom = NULL;
     int ret, active;
 
     if (conn == NULL)
@@ -860,7 +860,7 @@ gone:
 
 int virt_get_xml(virConnectPtr conn, const char *name, char **xml_out, char **err)
 {
-    virDomainPtr dom __autodom = NULL;
+    virDomainPtr dom autodom = NULL;
     char *xml;
 
     if (conn == NULL)

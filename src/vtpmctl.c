@@ -29,6 +29,7 @@
 #include <amqp_tcp_socket.h>
 
 #include "config.h"
+#include "fileutil.h"
 #include "xalloc.h"
 
 #ifndef VTPMD_RUN_DIR
@@ -101,7 +102,7 @@ static int request(const char *sock, const char *method, const char *path,
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     char *req = NULL, *buf = NULL, *p;
     size_t len = 0, cap = 65536;
-    int fd, n;
+    int fd, n, ret;
 
     if (strlen(sock) >= sizeof(sa.sun_path)) {
         fprintf(stderr, "vtpmctl: socket path too long: %s\n", sock);
@@ -120,8 +121,8 @@ static int request(const char *sock, const char *method, const char *path,
                   "%s %s HTTP/1.1\r\nHost: vtpmd\r\nConnection: close\r\n"
                   "Content-Length: 0\r\n\r\n",
                   method, path);
-    if (write(fd, req, (size_t)n) != n) {
-        fprintf(stderr, "vtpmctl: write: %s\n", strerror(errno));
+    if ((ret = file_write_all(fd, req, (size_t)n)) < 0) {
+        fprintf(stderr, "vtpmctl: write: %s\n", strerror(-ret));
         free(req);
         close(fd);
         return -1;

@@ -24,9 +24,11 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "backoff.h"
 #include "config.h"
 #include "log.h"
 #include "uuidutil.h"
+#include "vtime.h"
 #include "vtpmmgr.h"
 #include "vtpmmgr_priv.h"
 #include "xalloc.h"
@@ -139,21 +141,6 @@ static const char *vtpmmgr_op_name(enum vtpmmgr_op op)
     return op == VTPMMGR_OP_ACQUIRE ? "acquire" : "release";
 }
 
-static uint64_t vtpmmgr_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static struct timeval vtpmmgr_tv(uint64_t ms)
-{
-    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
-
-    return tv;
-}
-
 /* ---- answers ------------------------------------------------------- */
 
 char *vtpmmgr_sanitize(const char *body, size_t len, size_t max)
@@ -225,7 +212,7 @@ static char *vtpmmgr_error_text(const char *body, size_t len)
 static enum vtpmmgr_status vtpmmgr_parse_uuid(int code, const char *body, size_t len,
                                               char uuid_out[UUIDUTIL_BUFLEN], char **error)
 {
-    char *snip __autofree = vtpmmgr_sanitize(body, len, VTPMMGR_SNIPPET_MAX);
+    char *snip autofree = vtpmmgr_sanitize(body, len, VTPMMGR_SNIPPET_MAX);
     json_error_t jerr;
     json_t *root, *u;
     enum vtpmmgr_status st = VTPMMGR_ERR_PERMANENT;
@@ -255,7 +242,7 @@ enum vtpmmgr_status vtpmmgr_parse_response(enum vtpmmgr_op op, int code,
                                            char uuid_out[UUIDUTIL_BUFLEN],
                                            char **error)
 {
-    char *text __autofree = NULL;
+    char *text autofree = NULL;
     char uuid[UUIDUTIL_BUFLEN];
     enum vtpmmgr_status st;
 
@@ -288,16 +275,11 @@ enum vtpmmgr_status vtpmmgr_parse_response(enum vtpmmgr_op op, int code,
 
 uint64_t vtpmmgr_backoff_ms(unsigned attempt, uint32_t rnd)
 {
-    uint64_t d = VTPMMGR_BACKOFF_BASE_MS;
+    /* attempt counts from 1: the first retry waits about the base. */
+    uint64_t d = backoff_ms(VTPMMGR_BACKOFF_BASE_MS, VTPMMGR_BACKOFF_MAX_MS,
+                            attempt ? attempt - 1 : 0);
 
-    for (unsigned i = 1; i < attempt && d < VTPMMGR_BACKOFF_MAX_MS; i++)
-        d *= 2;
-    if (d > VTPMMGR_BACKOFF_MAX_MS)
-        d = VTPMMGR_BACKOFF_MAX_MS;
-    /* Equal jitter: never less than half the step, so retries still back
-     * off, but spread so that hosts that lost the proxy together do not
-     * come back in lockstep. */
-    return d / 2 + (uint64_t)rnd % (d / 2 + 1);
+    return backoff_jitter_ms(d, rnd);
 }
 
 /* ---- requests ------------------------------------------------------ */
@@ -333,7 +315,7 @@ static void vtpmmgr_req_free(struct vtpmmgr_req *req)
 
 static void vtpmmgr_arm(struct vtpmmgr_req *req, uint64_t ms)
 {
-    struct timeval tv = vtpmmgr_tv(ms);
+    struct timeval tv = vtime_tv_ms(ms);
 
     /* evtimer_del first: also drops an activation already queued for
      * this loop iteration, which belonged to the previous state. */
@@ -371,7 +353,7 @@ static void vtpmmgr_finish(struct vtpmmgr_req *req, enum vtpmmgr_status st, char
 static void vtpmmgr_attempt_failed(struct vtpmmgr_req *req, enum vtpmmgr_status st, char *error)
 {
     struct vtpmmgr *m = req->m;
-    uint64_t elapsed = vtpmmgr_now_ms() - req->started_ms;
+    uint64_t elapsed = vtime_now_ms() - req->started_ms;
     uint32_t rnd;
     uint64_t delay;
 
@@ -491,7 +473,7 @@ static struct vtpmmgr_req *vtpmmgr_req_new(struct vtpmmgr *m, enum vtpmmgr_op op
     req->op = op;
     req->cb = cb;
     req->arg = arg;
-    req->started_ms = vtpmmgr_now_ms();
+    req->started_ms = vtime_now_ms();
     req->timer = evtimer_new(m->base, vtpmmgr_timer_cb, req);
     if (!req->timer)
         abort(); /* out of memory */
@@ -634,7 +616,7 @@ static void vtpmmgr_http_done_cb(struct evhttp_request *hreq, void *arg)
 static int vtpmmgr_connect(struct vtpmmgr_req *req, const char *address, char **error)
 {
     struct vtpmmgr *m = req->m;
-    struct timeval tv = vtpmmgr_tv(m->timeout_ms);
+    struct timeval tv = vtime_tv_ms(m->timeout_ms);
 
     if (m->https) {
         SSL *ssl = SSL_new(m->ssl_ctx);
@@ -686,7 +668,7 @@ static void vtpmmgr_send(struct vtpmmgr_req *req, const char *address)
     struct evhttp_request *hreq;
     struct evkeyvalq *h;
     enum evhttp_cmd_type method;
-    char *target __autofree = NULL;
+    char *target autofree = NULL;
     char *error = NULL;
 
     if (vtpmmgr_connect(req, address, &error) < 0) {

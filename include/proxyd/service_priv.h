@@ -97,7 +97,7 @@ struct service {
 
     bool started;               /* the start-up reconcile succeeded */
     struct event *retry;
-    unsigned backoff_s;
+    unsigned startup_failures; /* start-up reconciles failed in a row */
 
     bool stopping;
     bool drained_called;

@@ -22,10 +22,12 @@
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
+#include "jsonutil.h"
 #include "log.h"
 #include "proxyd/api.h"
 #include "proxyd/ids.h"
 #include "proxyd/tlsctx.h"
+#include "vtime.h"
 #include "xalloc.h"
 
 /* evhttp refuses anything larger itself; between API_MAX_BODY and this,
@@ -50,20 +52,6 @@ struct rq {
     uint64_t t0;
     bool created; /* POST /v1/vtpms: answer 201 */
 };
-
-static void json_decref_p(json_t **j)
-{
-    json_decref(*j);
-}
-#define __autojson __attribute__((cleanup(json_decref_p)))
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static const char *reason(int code)
 {
@@ -145,7 +133,7 @@ static void finish(struct rq *rq, int code, json_t *body, const char *location)
     log_msg(code >= 500 ? LOG_LEVEL_WARNING : LOG_LEVEL_INFO,
             "http method=%s uri=\"%s\" status=%d peer=%s ms=%" PRIu64,
             method_name(evhttp_request_get_command(req)), path, code, who,
-            now_ms() - rq->t0);
+            vtime_now_ms() - rq->t0);
     evhttp_add_header(h, "Cache-Control", "no-store");
     if (location)
         evhttp_add_header(h, "Location", location);
@@ -260,7 +248,7 @@ static void handle_create(struct rq *rq)
 {
     struct evbuffer *in = evhttp_request_get_input_buffer(rq->req);
     size_t len = evbuffer_get_length(in);
-    json_t *o __autojson = NULL;
+    json_t *o autojson = NULL;
     json_t *inst, *host, *v;
     const char *key;
     uint8_t instance[16];
@@ -482,7 +470,7 @@ static void dispatch(struct evhttp_request *req, void *arg)
 
     rq->a = arg;
     rq->req = req;
-    rq->t0 = now_ms();
+    rq->t0 = vtime_now_ms();
     if (path == NULL || path[0] == '\0')
         path = "/";
     if (strcmp(path, "/v1/vtpms") == 0) {

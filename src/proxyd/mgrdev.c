@@ -15,6 +15,7 @@
 #include "log.h"
 #include "proxyd/mgrdev.h"
 #include "proxyd/mgrproto.h"
+#include "vtime.h"
 #include "xalloc.h"
 
 struct mgrdev {
@@ -22,14 +23,6 @@ struct mgrdev {
     int fd;
     bool tty;
 };
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 struct mgrdev *mgrdev_new(const char *path)
 {
@@ -61,7 +54,7 @@ void mgrdev_free(struct mgrdev *d)
 static int wait_fd(int fd, short ev, uint64_t deadline)
 {
     for (;;) {
-        uint64_t now = now_ms();
+        uint64_t now = vtime_now_ms();
         struct pollfd p = {.fd = fd, .events = ev};
         int r;
 
@@ -100,7 +93,7 @@ static int dev_open(struct mgrdev *d, uint64_t deadline, const char **why)
             return -errno;
         }
         /* The TPM driver admits one opener at a time: wait for the other. */
-        if (now_ms() + 20 >= deadline) {
+        if (vtime_now_ms() + 20 >= deadline) {
             *why = "the device is held by another process";
             return -EBUSY;
         }
@@ -210,7 +203,7 @@ int mgrdev_transact(struct mgrdev *d, const uint8_t *req, size_t len,
                     uint8_t *rsp, size_t cap, size_t *rsp_len,
                     uint64_t timeout_ms, const char **why)
 {
-    uint64_t deadline = now_ms() + timeout_ms;
+    uint64_t deadline = vtime_now_ms() + timeout_ms;
     int ret;
 
     *why = "";

@@ -12,14 +12,17 @@
 
 #include <event2/event.h>
 
+#include "backoff.h"
 #include "log.h"
 #include "proxyd/jobq.h"
 #include "proxyd/mgrdev.h"
 #include "proxyd/service_priv.h"
+#include "vtime.h"
 #include "xalloc.h"
 
 /* Start-up reconcile retries back off up to this. */
-#define RETRY_MAX_S 60
+#define RETRY_MIN_MS 1000  /* start-up reconcile retries */
+#define RETRY_MAX_MS 60000
 /* Jobs waiting for vtpmmgr beyond this are refused (503): vtpmmgr does
  * about a hundred commands a second at best, and clients time out. */
 #define MAX_JOBS 1024
@@ -209,18 +212,17 @@ static void done_reconcile(void *arg)
                  rep->recreated.n, rep->finished.n, rep->duplicated.n);
         if (j->startup) {
             s->started = true;
-            s->backoff_s = 0;
+            s->startup_failures = 0;
         }
     } else {
         log_error("reconcile failed error=\"%s\"", j->res.message);
         if (j->startup && !s->stopping) {
             /* Until vtpmmgr answers once, keep trying: it may be starting. */
-            s->backoff_s = s->backoff_s ? s->backoff_s * 2 : 1;
-            if (s->backoff_s > RETRY_MAX_S)
-                s->backoff_s = RETRY_MAX_S;
-            struct timeval tv = {.tv_sec = s->backoff_s};
+            uint64_t ms = backoff_ms(RETRY_MIN_MS, RETRY_MAX_MS, s->startup_failures++);
+            struct timeval tv = vtime_tv_ms(ms);
+
             evtimer_add(s->retry, &tv);
-            log_info("retrying the start-up reconcile in_s=%u", s->backoff_s);
+            log_info("retrying the start-up reconcile in_s=%" PRIu64, ms / 1000);
         }
     }
     if (j->rcb)

@@ -16,6 +16,8 @@
 
 #include <jansson.h>
 
+#include "fileutil.h"
+#include "jsonutil.h"
 #include "log.h"
 #include "proxyd/store.h"
 #include "xalloc.h"
@@ -31,44 +33,10 @@ struct store {
     size_t n, cap;
 };
 
-static void json_decref_p(json_t **j)
-{
-    json_decref(*j);
-}
-#define __autojson __attribute__((cleanup(json_decref_p)))
-
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int ret = 0;
-
-    if (fd < 0)
-        return -errno;
-    if (fsync(fd) < 0)
-        ret = -errno;
-    close(fd);
-    return ret;
-}
-
-static int write_all(int fd, const char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 static char *rec_json(const struct store_rec *r)
 {
     char u[IDS_UUID_STR], i[IDS_UUID_STR], t[IDS_TIME_STR];
-    json_t *o __autojson = NULL;
+    json_t *o autojson = NULL;
 
     ids_format_uuid(r->uuid, u);
     ids_format_time(r->created_at, t);
@@ -87,7 +55,7 @@ int store_write(const char *dir, const struct store_rec *r, bool create,
                 const char **why)
 {
     char u[IDS_UUID_STR];
-    char *tmp __autofree = NULL, *path __autofree = NULL, *text __autofree = NULL;
+    char *tmp autofree = NULL, *path autofree = NULL, *text autofree = NULL;
     int fd = -1, ret;
 
     ids_format_uuid(r->uuid, u);
@@ -105,8 +73,8 @@ int store_write(const char *dir, const struct store_rec *r, bool create,
         *why = "cannot create the temporary file";
         return -errno;
     }
-    if ((ret = write_all(fd, text, strlen(text))) < 0 ||
-        (ret = write_all(fd, "\n", 1)) < 0) {
+    if ((ret = file_write_all(fd, text, strlen(text))) < 0 ||
+        (ret = file_write_all(fd, "\n", 1)) < 0) {
         *why = "cannot write the record";
         goto fail;
     }
@@ -131,7 +99,7 @@ int store_write(const char *dir, const struct store_rec *r, bool create,
         *why = "cannot rename the record into place";
         goto fail;
     }
-    if ((ret = fsync_dir(dir)) < 0) {
+    if ((ret = file_fsync_dir(dir)) < 0) {
         *why = "cannot fsync the record directory";
         return ret;
     }
@@ -146,7 +114,7 @@ fail:
 int store_unlink(const char *dir, const uint8_t *uuid, const char **why)
 {
     char u[IDS_UUID_STR];
-    char *path __autofree = NULL;
+    char *path autofree = NULL;
     int ret;
 
     ids_format_uuid(uuid, u);
@@ -155,7 +123,7 @@ int store_unlink(const char *dir, const uint8_t *uuid, const char **why)
         *why = "cannot remove the record";
         return -errno;
     }
-    if ((ret = fsync_dir(dir)) < 0) {
+    if ((ret = file_fsync_dir(dir)) < 0) {
         *why = "cannot fsync the record directory";
         return ret;
     }
@@ -179,7 +147,7 @@ static const char *opt_string(json_t *o, const char *key, const char **out)
 int store_parse(const char *name, const char *buf, size_t len,
                 struct store_rec *out, const char **why)
 {
-    json_t *o __autojson = NULL;
+    json_t *o autojson = NULL;
     json_t *version;
     struct store_rec r = {0};
     const char *uuid, *inst, *host, *created, *state;
@@ -288,7 +256,7 @@ static bool is_record_name(const char *name)
 bool store_exists(const char *dir, const uint8_t *uuid)
 {
     char u[IDS_UUID_STR];
-    char *path __autofree = NULL;
+    char *path autofree = NULL;
 
     ids_format_uuid(uuid, u);
     xasprintf(&path, "%s/%s.json", dir, u);
@@ -401,7 +369,7 @@ static int make_dir(const char *path)
 int store_open(const char *state_dir, struct store **out)
 {
     struct store *s = xcalloc(1, sizeof(*s));
-    char *lock __autofree = NULL;
+    char *lock autofree = NULL;
     int ret;
 
     s->lock_fd = -1;
