@@ -1,5 +1,7 @@
 # AMQP bus (librabbitmq-c on libevent) and vtpmd's status notifications.
-libvtpmd_a_SOURCES += src/bus.c include/bus.h include/bus_priv.h \
+libvtpmd_a_SOURCES += src/bus.c include/bus.h \
+	src/bus_ackwin.c include/bus_ackwin.h \
+	src/bus_outbox.c include/bus_outbox.h \
 	src/status.c include/status.h
 
 # Unit tests: the ack window and the outbox (no broker), status building.

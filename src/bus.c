@@ -40,7 +40,8 @@
 
 #include "backoff.h"
 #include "bus.h"
-#include "bus_priv.h"
+#include "bus_ackwin.h"
+#include "bus_outbox.h"
 #include "config.h"
 #include "log.h"
 #include "vtime.h"
@@ -62,6 +63,50 @@
 #define BUS_PROBE_MIN_GAP_MS 100
 #define BUS_VERDICT_FRESH_MS 250
 
+/* The connection's states, and which of struct bus's flags mean something
+ * in each. A flag not listed for a state is unused there (and false, or 0,
+ * unless noted): bus_close_conn() resets every per-connection flag when a
+ * connection ends, so a new attempt starts clean.
+ *
+ *   IDLE        created, bus_start() not called. started=false.
+ *   RESOLVING   evdns lookup of the current URL's host (dns_list,
+ *   CONNECTING  dns_alive), then the nonblocking TCP connect (fd,
+ *   TLS         addr_cur), then TLS. dead: a failure was seen and the
+ *               teardown is scheduled; nothing more is done on this
+ *               attempt. reconnect_now (with dead): a reload asked for
+ *               this teardown; reconnect at once to the first URL.
+ *   LOGIN       AMQP handshake on channel 0. dead, reconnect_now as
+ *               above; blocked (connection.blocked may come from here on).
+ *   OPENING     channel.open on channels 1 and 2; chan_open counts the
+ *               open-oks. dead, reconnect_now, blocked.
+ *   DECLARING   the topology, one method at a time (step); confirm_on once
+ *               confirm.select-ok came. dead, reconnect_now, blocked.
+ *   CONSUMING   basic.consume sent, consume-ok awaited. confirm_on, dead,
+ *               reconnect_now, blocked.
+ *   READY       consuming and publishing. confirm_on, blocked (publishes
+ *               wait in the outbox), reconsume (a new prefetch: basic.qos
+ *               sent, the consumer is cancelled and started again),
+ *               probe_phase/verdict_valid (caught-up probes), dead,
+ *               reconnect_now; was_ready is set on entry.
+ *   CLOSING     bus_stop() from READY, two stages. With a connection
+ *               (conn != NULL): basic.cancel sent; cancel_done once its
+ *               cancel-ok came; when the outbox is empty too,
+ *               connection.close goes out and close_sent waits for its
+ *               close-ok (then dead, and the teardown). Without one (after
+ *               the teardown): cancelled evdns lookups are still to call
+ *               back (dns_alive > 0); the last one finishes the stop.
+ *               confirm_on, blocked as in READY; stop_requested is true.
+ *   BACKOFF     between attempts, ev_backoff pending. was_ready (read on
+ *               entry, then cleared) chose the delay; rounds, url_index
+ *               say which URL is next and how long the wait was.
+ *   STOPPED     final. stopped_pending: bus_stop() was called here (or in
+ *               IDLE) and its callback is still to run from ev_defer.
+ *
+ * In every state: stop_requested (bus_stop() was called: a teardown ends
+ * in STOPPED, not BACKOFF, and publishes are refused), in_flight
+ * (deliveries with the consumer; they outlive their connection, whose
+ * epoch they keep), attempted (a connection was tried before: the next
+ * counts as a reconnect). */
 enum bus_state {
     BUS_IDLE,
     BUS_RESOLVING,
@@ -224,264 +269,6 @@ struct bus {
     } st;
     uint64_t rng;
 };
-
-/* ------------------------------------------------------------------ */
-/* Ack window                                                          */
-
-void bus_ackwin_init(struct bus_ackwin *w)
-{
-    memset(w, 0, sizeof(*w));
-    w->cap = 64;
-    w->st = xcalloc(w->cap, 1);
-    bus_ackwin_reset(w);
-}
-
-void bus_ackwin_reset(struct bus_ackwin *w)
-{
-    w->base = w->scan = w->next = 1;
-    w->wanted = w->prefix_wanted = 0;
-    w->prefix_last = 0;
-}
-
-void bus_ackwin_release(struct bus_ackwin *w)
-{
-    free(w->st);
-    w->st = NULL;
-    w->cap = 0;
-}
-
-static uint8_t *ackwin_at(const struct bus_ackwin *w, uint64_t tag)
-{
-    return &w->st[tag & (w->cap - 1)];
-}
-
-static void ackwin_grow(struct bus_ackwin *w)
-{
-    size_t ncap = w->cap * 2;
-    uint8_t *n = xcalloc(ncap, 1);
-
-    for (uint64_t t = w->base; t < w->next; t++)
-        n[t & (ncap - 1)] = *ackwin_at(w, t);
-    free(w->st);
-    w->st = n;
-    w->cap = ncap;
-}
-
-/* Extends the contiguous completed prefix as far as it goes. */
-static void ackwin_advance_scan(struct bus_ackwin *w)
-{
-    while (w->scan < w->next) {
-        uint8_t s = *ackwin_at(w, w->scan);
-
-        if (s == BUS_ACK_PENDING)
-            break;
-        if (s == BUS_ACK_WANTED) {
-            w->prefix_wanted++;
-            w->prefix_last = w->scan;
-        }
-        w->scan++;
-    }
-}
-
-int bus_ackwin_push(struct bus_ackwin *w, uint64_t tag)
-{
-    if (tag < w->next)
-        return -EINVAL;
-    /* Tags the broker skipped (none on a consumer channel) are not ours. */
-    while (w->next <= tag) {
-        if (w->next - w->base >= w->cap)
-            ackwin_grow(w);
-        *ackwin_at(w, w->next) = w->next == tag ? BUS_ACK_PENDING : BUS_ACK_SETTLED;
-        w->next++;
-    }
-    ackwin_advance_scan(w);
-    return 0;
-}
-
-int bus_ackwin_complete(struct bus_ackwin *w, uint64_t tag, bool ack)
-{
-    uint8_t *s;
-
-    if (tag < w->base || tag >= w->next)
-        return -ENOENT;
-    s = ackwin_at(w, tag);
-    if (*s != BUS_ACK_PENDING)
-        return -ENOENT;
-    *s = ack ? BUS_ACK_WANTED : BUS_ACK_SETTLED;
-    if (ack)
-        w->wanted++;
-    if (tag == w->scan)
-        ackwin_advance_scan(w);
-    return 0;
-}
-
-size_t bus_ackwin_flush(struct bus_ackwin *w, bool all, bus_ackwin_emit_fn emit,
-                        void *arg)
-{
-    size_t frames = 0;
-
-    if (w->prefix_last) {
-        emit(w->prefix_last, true, arg);
-        frames++;
-    }
-    w->wanted -= w->prefix_wanted;
-    w->prefix_wanted = 0;
-    w->prefix_last = 0;
-    w->base = w->scan;
-    if (all && w->wanted > 0) {
-        for (uint64_t t = w->scan; t < w->next && w->wanted > 0; t++) {
-            uint8_t *s = ackwin_at(w, t);
-
-            if (*s == BUS_ACK_WANTED) {
-                emit(t, false, arg);
-                *s = BUS_ACK_SETTLED;
-                w->wanted--;
-                frames++;
-            }
-        }
-    }
-    return frames;
-}
-
-size_t bus_ackwin_pending(const struct bus_ackwin *w)
-{
-    size_t n = 0;
-
-    for (uint64_t t = w->scan; t < w->next; t++)
-        if (*ackwin_at(w, t) == BUS_ACK_PENDING)
-            n++;
-    return n;
-}
-
-/* ------------------------------------------------------------------ */
-/* Outbox                                                              */
-
-void bus_outbox_init(struct bus_outbox *ob, size_t limit)
-{
-    memset(ob, 0, sizeof(*ob));
-    ob->queue_tail = &ob->queue;
-    ob->sent_tail = &ob->sent;
-    ob->limit = limit;
-}
-
-int bus_outbox_push(struct bus_outbox *ob, const char *exchange,
-                    const char *routing_key, const void *body, size_t len,
-                    bus_publish_cb cb, void *arg)
-{
-    struct bus_msg *m;
-
-    if (bus_outbox_count(ob) >= ob->limit)
-        return -ENOBUFS;
-    m = xcalloc(1, sizeof(*m));
-    m->exchange = xstrdup(exchange);
-    m->routing_key = xstrdup(routing_key);
-    m->body = xmalloc(len + 1);
-    if (len)
-        memcpy(m->body, body, len);
-    ((char *)m->body)[len] = '\0'; /* for logs and tests; len is what counts */
-    m->len = len;
-    m->cb = cb;
-    m->arg = arg;
-    *ob->queue_tail = m;
-    ob->queue_tail = &m->next;
-    ob->n_queue++;
-    return 0;
-}
-
-struct bus_msg *bus_outbox_peek(struct bus_outbox *ob)
-{
-    return ob->queue;
-}
-
-void bus_outbox_sent(struct bus_outbox *ob)
-{
-    struct bus_msg *m = ob->queue;
-
-    if (m == NULL)
-        return;
-    ob->queue = m->next;
-    if (ob->queue == NULL)
-        ob->queue_tail = &ob->queue;
-    ob->n_queue--;
-    m->next = NULL;
-    m->seq = ++ob->seq;
-    *ob->sent_tail = m;
-    ob->sent_tail = &m->next;
-    ob->n_sent++;
-}
-
-static void outbox_msg_done(struct bus_msg *m, int status)
-{
-    bus_publish_cb cb = m->cb;
-    void *arg = m->arg;
-
-    free(m->exchange);
-    free(m->routing_key);
-    free(m->body);
-    free(m);
-    if (cb)
-        cb(status, arg);
-}
-
-size_t bus_outbox_confirm(struct bus_outbox *ob, uint64_t tag, bool multiple,
-                          int status)
-{
-    struct bus_msg **pp = &ob->sent, *m;
-    size_t n = 0;
-
-    while ((m = *pp) != NULL) {
-        if (m->seq > tag)
-            break;
-        if (!multiple && m->seq != tag) {
-            pp = &m->next;
-            continue;
-        }
-        /* Unlink before the callback: it may publish again. */
-        *pp = m->next;
-        if (*pp == NULL)
-            ob->sent_tail = pp;
-        ob->n_sent--;
-        n++;
-        outbox_msg_done(m, status);
-        if (!multiple)
-            break;
-    }
-    return n;
-}
-
-void bus_outbox_requeue(struct bus_outbox *ob)
-{
-    if (ob->sent) {
-        for (struct bus_msg *m = ob->sent; m; m = m->next)
-            m->seq = 0;
-        *ob->sent_tail = ob->queue;
-        if (ob->queue == NULL)
-            ob->queue_tail = ob->sent_tail;
-        ob->queue = ob->sent;
-        ob->n_queue += ob->n_sent;
-        ob->sent = NULL;
-        ob->sent_tail = &ob->sent;
-        ob->n_sent = 0;
-    }
-    ob->seq = 0;
-}
-
-size_t bus_outbox_fail_all(struct bus_outbox *ob, int status)
-{
-    size_t n = 0;
-    struct bus_msg *m;
-
-    bus_outbox_requeue(ob);
-    while ((m = ob->queue) != NULL) {
-        ob->queue = m->next;
-        if (ob->queue == NULL)
-            ob->queue_tail = &ob->queue;
-        ob->n_queue--;
-        n++;
-        outbox_msg_done(m, status);
-    }
-    return n;
-}
 
 /* ------------------------------------------------------------------ */
 /* Helpers                                                             */

@@ -14,7 +14,8 @@
 
 #include <cmocka.h>
 
-#include "bus_priv.h"
+#include "bus_ackwin.h"
+#include "bus_outbox.h"
 
 /* ---- ack window --------------------------------------------------- */
 
