@@ -57,6 +57,9 @@ enum cfg_type {
 
 #define CFG_REQUIRED 0x1u /* no default: must be given */
 #define CFG_SECRET 0x2u   /* the value is a secret (file mode check) */
+/* Read at start only: a reload keeps the running value and warns when the
+ * file changed it (cfg_restart_changed). Scalars and string lists only. */
+#define CFG_RESTART 0x4u
 
 struct cfg_table;
 
@@ -115,6 +118,15 @@ int cfg_parse_bool(const char *s, bool *out);
 const char *cfg_check_url(const char *url, const char *const *schemes,
                           bool *has_password);
 const char *cfg_check_hostport(const char *s);
+
+/* Calls changed(k, running, arg) for every CFG_RESTART key of table whose
+ * value differs between running and next (two loaded configurations);
+ * running_value is the running one as text. Returns how many differ. */
+typedef void (*cfg_changed_fn)(const struct cfg_key *k, const char *running_value, void *arg);
+size_t cfg_restart_changed(const struct cfg_table *table, const void *running,
+                           const void *next, cfg_changed_fn changed, void *arg);
+/* Whether cfg_restart_changed can compare keys of type t. */
+bool cfg_type_comparable(enum cfg_type t);
 
 void strlist_free(struct strlist *l);
 void strlist_push(struct strlist *l, const char *s);

@@ -173,6 +173,13 @@ static void vtpmd_apply_logging(struct vtpmd *d)
                                                                : LOG_TARGET_STDERR);
 }
 
+/* A key marked CFG_RESTART in src/config.c changed in the file. */
+static void vtpmd_warn_restart(const struct cfg_key *k, const char *running, void *arg)
+{
+    log_warn("%s takes effect when vtpmd restarts; still using %s=%s", k->name, k->name,
+             running);
+}
+
 int vtpmd_reload(struct vtpmd *d)
 {
     struct cfg_errors errs = {0};
@@ -217,11 +224,7 @@ int vtpmd_reload(struct vtpmd *d)
                  next->vtpmmgr.api);
     }
     /* Everything is valid: swap. */
-    if (strcmp(next->libvirt.uri, d->cfg->libvirt.uri) != 0 ||
-        next->libvirt.workers != d->cfg->libvirt.workers)
-        log_warn("libvirt.uri and libvirt.workers take effect when vtpmd restarts; "
-                 "still using uri=%s workers=%lld",
-                 d->cfg->libvirt.uri, (long long)d->cfg->libvirt.workers);
+    cfg_restart_changed(&config_table, d->cfg, next, vtpmd_warn_restart, NULL);
     if (d->engine)
         engine_reconfigure(d->engine, next, policy);
     if (d->bus)

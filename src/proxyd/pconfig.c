@@ -25,6 +25,7 @@ static void pconfig_validate(struct cfg_ctx *ctx, void *base);
 
 static const struct cfg_key pconfig_keys[] = {
     {.name = "listen", .type = CFG_HOSTPORT, .offset = OFF(listen), .def = "0.0.0.0:8081",
+     .flags = CFG_RESTART,
      .help = "Address and port of the REST API (the original proxy's port)."},
     {.name = "tls.cert_file", .type = CFG_PATH, .offset = OFF(tls.cert_file),
      .help = "Server certificate chain (PEM); serves HTTPS when set."},
@@ -33,6 +34,7 @@ static const struct cfg_key pconfig_keys[] = {
     {.name = "tls.client_ca_file", .type = CFG_PATH, .offset = OFF(tls.client_ca_file),
      .help = "CA bundle for client certificates; when set, every client must present one it signed."},
     {.name = "vtpmmgr.device", .type = CFG_PATH, .offset = OFF(vtpmmgr.device), .def = "/dev/tpm0",
+     .flags = CFG_RESTART,
      .help = "The device that reaches vtpmmgr: this VM's vTPM (any character device or pty)."},
     {.name = "vtpmmgr.group", .type = CFG_STRING, .offset = OFF(vtpmmgr.group),
      .help = "UUID of the vtpmmgr group to create vTPMs in; default: the group at index 0."},
@@ -40,6 +42,7 @@ static const struct cfg_key pconfig_keys[] = {
      .def = "5s", .min = 100, .max = 600 * 1000,
      .help = "Time allowed for one vtpmmgr command, from sending it to the last byte of its answer."},
     {.name = "state_dir", .type = CFG_PATH, .offset = OFF(state_dir), .def = PROXYD_STATE_DIR,
+     .flags = CFG_RESTART,
      .help = "Durable instance-to-vTPM records (created 0700)."},
     {.name = "orphans", .type = CFG_ENUM, .offset = OFF(orphans), .def = "report",
      .choices = orphan_modes,

@@ -35,9 +35,11 @@ static void apply_logging(struct proxyd *p)
                                                             : LOG_TARGET_STDERR);
 }
 
-static bool same(const char *a, const char *b)
+/* A key marked CFG_RESTART in src/proxyd/pconfig.c changed in the file. */
+static void warn_restart(const struct cfg_key *k, const char *running, void *arg)
 {
-    return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
+    log_warn("%s takes effect at the next start; still using %s=%s", k->name, k->name,
+             running);
 }
 
 int proxyd_reload(struct proxyd *p)
@@ -60,12 +62,11 @@ int proxyd_reload(struct proxyd *p)
         pconfig_free(next);
         return -EINVAL;
     }
-    /* Fixed for the process' life: the socket, the device, the lock. */
-    if (!same(next->listen, p->cfg->listen) || !same(next->state_dir, p->cfg->state_dir) ||
-        !same(next->vtpmmgr.device, p->cfg->vtpmmgr.device) ||
-        (next->tls.cert_file == NULL) != (p->cfg->tls.cert_file == NULL))
-        log_warn("listen, state_dir, vtpmmgr.device and turning TLS on or off "
-                 "take effect at the next start");
+    /* Fixed for the process' life: the socket, the device, the lock (the
+     * keys marked CFG_RESTART), and whether the API speaks TLS. */
+    cfg_restart_changed(&pconfig_table, p->cfg, next, warn_restart, NULL);
+    if ((next->tls.cert_file == NULL) != (p->cfg->tls.cert_file == NULL))
+        log_warn("turning TLS on or off takes effect at the next start");
     service_reconfigure(p->svc, next);
     pconfig_free(p->cfg);
     p->cfg = next;

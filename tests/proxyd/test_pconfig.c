@@ -160,6 +160,36 @@ static void test_shipped(void **state)
     free(path);
 }
 
+static void note_changed(const struct cfg_key *k, const char *running, void *arg)
+{
+    char *names = arg;
+
+    strcat(names, k->name);
+    strcat(names, "=");
+    strcat(names, running);
+    strcat(names, " ");
+}
+
+/* The keys fixed for the process' life are the ones a reload warns of. */
+static void test_restart_keys(void **state)
+{
+    struct cfg_errors errs;
+    struct pconfig *a = load("listen: 127.0.0.1:8081\norphans: report\n", &errs, NULL);
+    struct pconfig *b = load("listen: 127.0.0.1:9091\norphans: delete\n"
+                             "vtpmmgr: {device: /dev/tpm1}\n", &errs, NULL);
+    char names[256] = "";
+
+    assert_non_null(a);
+    assert_non_null(b);
+    for (size_t i = 0; i < pconfig_table.nkeys; i++)
+        if (pconfig_table.keys[i].flags & CFG_RESTART)
+            assert_true(cfg_type_comparable(pconfig_table.keys[i].type));
+    assert_int_equal(cfg_restart_changed(&pconfig_table, a, b, note_changed, names), 2);
+    assert_string_equal(names, "listen=127.0.0.1:8081 vtpmmgr.device=/dev/tpm0 ");
+    pconfig_free(a);
+    pconfig_free(b);
+}
+
 static int setup(void **state)
 {
     return mkdtemp(tmpdir) ? 0 : -1;
@@ -183,6 +213,7 @@ int main(void)
         cmocka_unit_test(test_full),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_shipped),
+        cmocka_unit_test(test_restart_keys),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

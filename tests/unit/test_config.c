@@ -475,8 +475,70 @@ static void test_shipped(void **state)
                          rules->sub->keys[i].name);
         }
     }
+    /* Keys read at start only: comparable, and the man page says so. */
+    for (size_t i = 0; i < config_table.nkeys; i++) {
+        const struct cfg_key *k = &config_table.keys[i];
+        char *needle, *entry, *eol;
+
+        if (!(k->flags & CFG_RESTART))
+            continue;
+        assert_true(cfg_type_comparable(k->type));
+        xasprintf(&needle, ".B %s\n", k->name);
+        entry = strstr(man, needle);
+        if (entry == NULL)
+            fail_msg("%s has no entry for key %s", path, k->name);
+        entry += strlen(needle);
+        eol = strchr(entry, '\n');
+        if (eol == NULL || memmem(entry, (size_t)(eol - entry), "Read at start", 13) == NULL)
+            fail_msg("%s: key %s is read at start only, its entry must say so", path, k->name);
+        free(needle);
+    }
     free(man);
     free(path);
+}
+
+struct changed {
+    char names[256];
+    char values[256];
+};
+
+static void note_changed(const struct cfg_key *k, const char *running, void *arg)
+{
+    struct changed *c = arg;
+
+    strcat(c->names, k->name);
+    strcat(c->names, " ");
+    strcat(c->values, running);
+    strcat(c->values, " ");
+}
+
+/* A reload names every restart-only key whose value changed, and no other. */
+static void test_restart_changed(void **state)
+{
+    struct cfg_errors errs;
+    struct config *a = load("vtpmmgr: {provider: local}\n"
+                            "libvirt: {uri: 'test:///default', workers: 8}\n"
+                            "control: {socket: /run/a.sock}\n"
+                            "amqp: {prefetch: 10}\n",
+                            &errs, NULL);
+    struct config *b = load("vtpmmgr: {provider: local}\n"
+                            "libvirt: {uri: 'test:///default', workers: 3}\n"
+                            "control: {socket: /run/b.sock, metrics_listen: '127.0.0.1:9100'}\n"
+                            "amqp: {prefetch: 20}\n",
+                            &errs, NULL);
+    struct changed c = {{0}, {0}};
+
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(cfg_restart_changed(&config_table, a, a, note_changed, &c), 0);
+    assert_string_equal(c.names, "");
+    assert_int_equal(cfg_restart_changed(&config_table, a, b, note_changed, &c), 3);
+    /* Table order; the running values; amqp.prefetch reloads, libvirt.uri
+     * did not change. */
+    assert_string_equal(c.names, "libvirt.workers control.socket control.metrics_listen ");
+    assert_string_equal(c.values, "8 /run/a.sock (none) ");
+    config_free(a);
+    config_free(b);
 }
 
 static int setup(void **state)
@@ -515,6 +577,7 @@ int main(void)
         cmocka_unit_test(test_urls),
         cmocka_unit_test(test_expand_host),
         cmocka_unit_test(test_shipped),
+        cmocka_unit_test(test_restart_changed),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
