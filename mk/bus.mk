@@ -5,14 +5,8 @@ libvtpmd_a_SOURCES += src/bus.c include/bus.h \
 	src/status.c include/status.h
 
 # Unit tests: the ack window and the outbox (no broker), status building.
-check_PROGRAMS += tests/unit/test_bus tests/unit/test_status
-tests_unit_test_bus_SOURCES = tests/unit/test_bus.c
-tests_unit_test_bus_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_bus_LDADD = $(UNIT_LIBS)
-tests_unit_test_status_SOURCES = tests/unit/test_status.c
-tests_unit_test_status_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_status_LDADD = $(UNIT_LIBS)
-TESTS += tests/unit/test_bus tests/unit/test_status
+UNIT_TESTS += tests/unit/test_bus
+UNIT_TESTS += tests/unit/test_status
 
 # A program around the real bus, driven by the integration tests.
 check_PROGRAMS += tests/tools/bus_peer

@@ -44,11 +44,7 @@ CLEANFILES += conf/vtpmd.yaml.example
 libvtpmd_a_SOURCES += src/hmap.c include/hmap.h \
 	src/journal.c include/journal.h
 
-check_PROGRAMS += tests/unit/test_journal
-tests_unit_test_journal_SOURCES = tests/unit/test_journal.c
-tests_unit_test_journal_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_journal_LDADD = $(UNIT_LIBS)
-TESTS += tests/unit/test_journal
+UNIT_TESTS += tests/unit/test_journal
 libvtpmd_a_SOURCES += src/control.c include/control.h
 
 bin_PROGRAMS += vtpmctl

@@ -2,21 +2,15 @@
 libvtpmd_a_SOURCES += src/novamsg.c src/novamsg_scan.c include/novamsg.h \
 	include/novamsg_priv.h src/policy.c include/policy.h
 
-check_PROGRAMS += tests/unit/test_novamsg
-tests_unit_test_novamsg_SOURCES = tests/unit/test_novamsg.c
+UNIT_TESTS += tests/unit/test_novamsg
 tests_unit_test_novamsg_CFLAGS = $(UNIT_CFLAGS) \
 	-DFIXTURE_DIR='"$(abs_top_srcdir)/tests/fixtures/nova"'
-tests_unit_test_novamsg_LDADD = $(UNIT_LIBS)
-TESTS += tests/unit/test_novamsg
 EXTRA_DIST += tests/fixtures/nova tests/tools/gen-nova-fixtures.py \
 	docs/performance.md
 
-check_PROGRAMS += tests/unit/test_policy
-tests_unit_test_policy_SOURCES = tests/unit/test_policy.c
+UNIT_TESTS += tests/unit/test_policy
 tests_unit_test_policy_CFLAGS = $(UNIT_CFLAGS) \
 	-DFIXTURE_DIR='"$(abs_top_srcdir)/tests/fixtures/nova"'
-tests_unit_test_policy_LDADD = $(UNIT_LIBS)
-TESTS += tests/unit/test_policy
 
 # Decode + policy throughput next to plain jansson (figures in
 # docs/performance.md); decode-bench-smoke.sh runs one untimed pass.

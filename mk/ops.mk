@@ -2,16 +2,10 @@
 # follower, man pages, status docs and examples, OpenStack integration.
 libvtpmd_a_SOURCES += src/sdnotify.c include/sdnotify.h
 
-check_PROGRAMS += tests/unit/test_sdnotify
-tests_unit_test_sdnotify_SOURCES = tests/unit/test_sdnotify.c
-tests_unit_test_sdnotify_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_sdnotify_LDADD = $(UNIT_LIBS)
-TESTS += tests/unit/test_sdnotify
+UNIT_TESTS += tests/unit/test_sdnotify
 
-# systemd unit: into systemdsystemunitdir (configure-time variable
-# overridable on the make command line), relative to $(prefix) by default
-# so that make distcheck's staging prefix holds it.
-systemdsystemunitdir = $(prefix)/lib/systemd/system
+# systemd unit: into systemdsystemunitdir (configure's
+# --with-systemdsystemunitdir, by default systemd's own directory).
 systemdsystemunit_DATA = contrib/systemd/vtpmd.service
 contrib/systemd/vtpmd.service: contrib/systemd/vtpmd.service.in Makefile
 	$(AM_V_GEN)$(MKDIR_P) contrib/systemd && \

@@ -3,21 +3,13 @@
 # --- provision: uuidutil, image, vtpmmgr (+ fake Keylime-VM proxy) -------
 libvtpmd_a_SOURCES += src/uuidutil.c include/uuidutil.h
 
-check_PROGRAMS += tests/unit/test_uuidutil
-tests_unit_test_uuidutil_SOURCES = tests/unit/test_uuidutil.c
-tests_unit_test_uuidutil_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_uuidutil_LDADD = $(UNIT_LIBS)
-TESTS += tests/unit/test_uuidutil
+UNIT_TESTS += tests/unit/test_uuidutil
 
 libvtpmd_a_SOURCES += src/image.c include/image.h
 # A full disk is simulated by wrapping fallocate; image-enospc.sh fills a
 # real tmpfs.
-check_PROGRAMS += tests/unit/test_image
-tests_unit_test_image_SOURCES = tests/unit/test_image.c
-tests_unit_test_image_CFLAGS = $(UNIT_CFLAGS)
+UNIT_TESTS += tests/unit/test_image
 tests_unit_test_image_LDFLAGS = $(AM_LDFLAGS) -Wl,--wrap=fallocate
-tests_unit_test_image_LDADD = $(UNIT_LIBS)
-TESTS += tests/unit/test_image
 check_PROGRAMS += tests/tools/image-tool
 tests_tools_image_tool_SOURCES = tests/tools/image-tool.c
 tests_tools_image_tool_CFLAGS = $(libvtpmd_a_CFLAGS)
@@ -30,11 +22,7 @@ check_PROGRAMS += tests/tools/vtpmmgr-client
 tests_tools_vtpmmgr_client_SOURCES = tests/tools/vtpmmgr-client.c
 tests_tools_vtpmmgr_client_CFLAGS = $(libvtpmd_a_CFLAGS)
 tests_tools_vtpmmgr_client_LDADD = $(VTPMD_LIBS)
-check_PROGRAMS += tests/unit/test_vtpmmgr
-tests_unit_test_vtpmmgr_SOURCES = tests/unit/test_vtpmmgr.c
-tests_unit_test_vtpmmgr_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_vtpmmgr_LDADD = $(UNIT_LIBS)
-TESTS += tests/unit/test_vtpmmgr
+UNIT_TESTS += tests/unit/test_vtpmmgr
 # The fake Keylime-VM proxy (documented at its top) for the vtpmmgr,
 # engine and fault tests.
 EXTRA_DIST += tests/tools/fake_proxy.py tests/lib/fake_proxy.sh
@@ -54,18 +42,12 @@ bench_image_bench_LDADD = $(VTPMD_LIBS)
 libvtpmd_a_SOURCES += src/domxml.c include/domxml.h \
 	src/virt.c include/virt.h include/virt_priv.h
 
-check_PROGRAMS += tests/unit/test_domxml
-tests_unit_test_domxml_SOURCES = tests/unit/test_domxml.c
+UNIT_TESTS += tests/unit/test_domxml
 tests_unit_test_domxml_CFLAGS = $(UNIT_CFLAGS) \
 	-DLIBVIRT_SCHEMA_DIR='"$(LIBVIRT_DATAROOTDIR)/libvirt/schemas"'
-tests_unit_test_domxml_LDADD = $(UNIT_LIBS)
-TESTS += tests/unit/test_domxml
 
-check_PROGRAMS += tests/unit/test_virt
-tests_unit_test_virt_SOURCES = tests/unit/test_virt.c
-tests_unit_test_virt_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_virt_LDADD = $(UNIT_LIBS)
-TESTS += tests/unit/test_virt tests/integration/virt-valgrind.sh
+UNIT_TESTS += tests/unit/test_virt
+TESTS += tests/integration/virt-valgrind.sh
 EXTRA_DIST += tests/integration/virt-valgrind.sh
 
 # virt against a private libvirtd that is killed and restarted.

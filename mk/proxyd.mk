@@ -32,28 +32,14 @@ vtpm_proxyd_CPPFLAGS = $(AM_CPPFLAGS) $(PROXYD_DEFS)
 vtpm_proxyd_CFLAGS = $(PROXYD_CFLAGS)
 vtpm_proxyd_LDADD = $(PROXYD_LIBS)
 
-# Unit tests (cmocka), the vtpmmgr fake and the integration tests.
-PROXYD_UNIT_CFLAGS = $(PROXYD_CFLAGS) $(CMOCKA_CFLAGS)
-PROXYD_UNIT_LIBS = $(PROXYD_LIBS) $(CMOCKA_LIBS)
-PROXYD_UNIT = tests/proxyd/test_mgrproto tests/proxyd/test_mgrdev \
-	tests/proxyd/test_jobq tests/proxyd/test_store tests/proxyd/test_pconfig
-check_PROGRAMS += $(PROXYD_UNIT)
-tests_proxyd_test_mgrproto_SOURCES = tests/proxyd/test_mgrproto.c
-tests_proxyd_test_mgrproto_CFLAGS = $(PROXYD_UNIT_CFLAGS)
-tests_proxyd_test_mgrproto_LDADD = $(PROXYD_UNIT_LIBS)
-tests_proxyd_test_mgrdev_SOURCES = tests/proxyd/test_mgrdev.c
-tests_proxyd_test_mgrdev_CFLAGS = $(PROXYD_UNIT_CFLAGS)
-tests_proxyd_test_mgrdev_LDADD = $(PROXYD_UNIT_LIBS) -lutil
-tests_proxyd_test_jobq_SOURCES = tests/proxyd/test_jobq.c
-tests_proxyd_test_jobq_CFLAGS = $(PROXYD_UNIT_CFLAGS)
-tests_proxyd_test_jobq_LDADD = $(PROXYD_UNIT_LIBS)
-tests_proxyd_test_store_SOURCES = tests/proxyd/test_store.c
-tests_proxyd_test_store_CFLAGS = $(PROXYD_UNIT_CFLAGS)
-tests_proxyd_test_store_LDADD = $(PROXYD_UNIT_LIBS)
-tests_proxyd_test_pconfig_SOURCES = tests/proxyd/test_pconfig.c
-tests_proxyd_test_pconfig_CFLAGS = $(PROXYD_UNIT_CFLAGS)
-tests_proxyd_test_pconfig_LDADD = $(PROXYD_UNIT_LIBS)
-TESTS += $(PROXYD_UNIT)
+# Unit tests (cmocka; UNIT_TESTS, see mk/tests.mk), the vtpmmgr fake and
+# the integration tests.
+UNIT_TESTS += tests/proxyd/test_mgrproto
+UNIT_TESTS += tests/proxyd/test_mgrdev
+tests_proxyd_test_mgrdev_LDADD = $(UNIT_LIBS) -lutil
+UNIT_TESTS += tests/proxyd/test_jobq
+UNIT_TESTS += tests/proxyd/test_store
+UNIT_TESTS += tests/proxyd/test_pconfig
 
 PROXYD_IT = tests/proxyd/cli.sh tests/proxyd/api.sh tests/proxyd/faults.sh \
 	tests/proxyd/tls.sh tests/proxyd/reconcile.sh tests/proxyd/crash.sh \
@@ -75,9 +61,9 @@ conf/vtpm-proxyd.yaml.example: conf/vtpm-proxyd.yaml
 	$(AM_V_GEN)$(MKDIR_P) conf && cp $(srcdir)/conf/vtpm-proxyd.yaml $@
 CLEANFILES += conf/vtpm-proxyd.yaml.example
 
-# systemd unit, with the paths configure was given; relative to $(prefix)
-# so that make distcheck's staging prefix holds it.
-proxydunitdir = $(prefix)/lib/systemd/system
+# systemd unit, with the paths configure was given; into
+# systemdsystemunitdir like vtpmd's (mk/ops.mk).
+proxydunitdir = $(systemdsystemunitdir)
 proxydunit_DATA = contrib/systemd/vtpm-proxyd.service
 contrib/systemd/vtpm-proxyd.service: contrib/systemd/vtpm-proxyd.service.in Makefile
 	$(AM_V_GEN)$(MKDIR_P) contrib/systemd && \

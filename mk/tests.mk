@@ -1,26 +1,27 @@
 # Foundation tests: cmocka unit tests and the daemon's signal test.
+#
+# A cmocka unit test is one line in its module's fragment:
+#     UNIT_TESTS += tests/unit/test_<mod>
+# It is built from tests/unit/test_<mod>.c with automake's defaults for a
+# program that sets nothing of its own: AM_CFLAGS (which carries every
+# dependency's flags, see Makefile.am) and the LDADD below (vtpmd's and
+# vtpm-proxyd's libraries: a static library adds only what a test uses).
+# A test that needs more adds only that: a -D with
+# tests_unit_test_<mod>_CFLAGS = $(UNIT_CFLAGS) -D..., a --wrap with
+# tests_unit_test_<mod>_LDFLAGS = $(AM_LDFLAGS) -Wl,--wrap=..., another
+# library with tests_unit_test_<mod>_LDADD = $(UNIT_LIBS) -l...
 UNIT_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS) $(libvtpmd_a_CFLAGS)
-UNIT_LIBS = $(VTPMD_LIBS) $(CMOCKA_LIBS)
+UNIT_LIBS = libproxyd.a $(VTPMD_LIBS) $(CMOCKA_LIBS)
+LDADD = $(UNIT_LIBS)
+check_PROGRAMS += $(UNIT_TESTS)
+TESTS += $(UNIT_TESTS)
 
-check_PROGRAMS += tests/unit/test_config tests/unit/test_log tests/unit/test_cmdline
-tests_unit_test_config_SOURCES = tests/unit/test_config.c
-tests_unit_test_config_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_config_LDADD = $(UNIT_LIBS)
-tests_unit_test_log_SOURCES = tests/unit/test_log.c
-tests_unit_test_log_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_log_LDADD = $(UNIT_LIBS)
-tests_unit_test_cmdline_SOURCES = tests/unit/test_cmdline.c
-tests_unit_test_cmdline_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_cmdline_LDADD = $(UNIT_LIBS)
-
-TESTS += tests/unit/test_config tests/unit/test_log tests/unit/test_cmdline \
-	tests/integration/daemon-signals.sh tests/integration/cli.sh
+UNIT_TESTS += tests/unit/test_config
+UNIT_TESTS += tests/unit/test_log
+UNIT_TESTS += tests/unit/test_cmdline
+TESTS += tests/integration/daemon-signals.sh tests/integration/cli.sh
 EXTRA_DIST += tests/integration/daemon-signals.sh tests/integration/cli.sh \
 	tests/lib/broker.sh tests/lib/common.sh
 
 # The common library's helpers (vtime, backoff, fileutil, jsonutil).
-check_PROGRAMS += tests/unit/test_util
-tests_unit_test_util_SOURCES = tests/unit/test_util.c
-tests_unit_test_util_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_util_LDADD = $(UNIT_LIBS)
-TESTS += tests/unit/test_util
+UNIT_TESTS += tests/unit/test_util
