@@ -100,6 +100,12 @@ int cfg_load(const struct cfg_table *table, const char *path, void *base,
 int cfg_load_buffer(const struct cfg_table *table, const char *name,
                     const char *buf, size_t len, void *base,
                     struct cfg_errors *errs);
+/* cfg_load into a new zeroed struct of table->struct_size bytes: *out
+ * (free it with cfg_destroy()), or -EINVAL with errs. */
+int cfg_load_new(const struct cfg_table *table, const char *path, void **out,
+                 struct cfg_errors *errs);
+/* cfg_free() and free(base); NULL is fine. */
+void cfg_destroy(const struct cfg_table *table, void *base);
 void cfg_free(const struct cfg_table *table, void *base);
 void cfg_errors_free(struct cfg_errors *errs);
 

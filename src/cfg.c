@@ -143,13 +143,15 @@ static int mul_check(uint64_t v, uint64_t m, uint64_t *out)
     return 0;
 }
 
-int cfg_parse_duration(const char *s, uint64_t *ms)
+struct cfg_unit {
+    const char *unit; /* "" first: a bare number */
+    uint64_t mult;
+};
+
+/* A number, optionally followed by one space and a unit of units[0..n). */
+static int parse_with_unit(const char *s, const struct cfg_unit *units, size_t n,
+                           uint64_t *out)
 {
-    static const struct {
-        const char *unit;
-        uint64_t mult;
-    } units[] = {{"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60000},
-                 {"h", 3600000}, {"d", 86400000}};
     const char *end;
     uint64_t v;
 
@@ -157,38 +159,31 @@ int cfg_parse_duration(const char *s, uint64_t *ms)
         return -EINVAL;
     if (*end == ' ')
         end++;
-    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+    for (size_t i = 0; i < n; i++) {
         if (strcmp(end, units[i].unit) == 0) {
             if (end > s && end[-1] == ' ' && units[i].unit[0] == '\0')
                 return -EINVAL;
-            return mul_check(v, units[i].mult, ms) < 0 ? -EINVAL : 0;
+            return mul_check(v, units[i].mult, out) < 0 ? -EINVAL : 0;
         }
     }
     return -EINVAL;
 }
 
+int cfg_parse_duration(const char *s, uint64_t *ms)
+{
+    static const struct cfg_unit units[] = {{"", 1000}, {"ms", 1}, {"s", 1000},
+                                            {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
+
+    return parse_with_unit(s, units, sizeof(units) / sizeof(units[0]), ms);
+}
+
 int cfg_parse_size(const char *s, uint64_t *bytes)
 {
-    static const struct {
-        const char *unit;
-        uint64_t mult;
-    } units[] = {{"", 1}, {"B", 1}, {"KiB", 1024}, {"MiB", 1024 * 1024},
-                 {"GiB", 1024ull * 1024 * 1024}};
-    const char *end;
-    uint64_t v;
+    static const struct cfg_unit units[] = {{"", 1}, {"B", 1}, {"KiB", 1024},
+                                            {"MiB", 1024 * 1024},
+                                            {"GiB", 1024ull * 1024 * 1024}};
 
-    if (parse_u64(s, &end, &v) < 0)
-        return -EINVAL;
-    if (*end == ' ')
-        end++;
-    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-        if (strcmp(end, units[i].unit) == 0) {
-            if (end > s && end[-1] == ' ' && units[i].unit[0] == '\0')
-                return -EINVAL;
-            return mul_check(v, units[i].mult, bytes) < 0 ? -EINVAL : 0;
-        }
-    }
-    return -EINVAL;
+    return parse_with_unit(s, units, sizeof(units) / sizeof(units[0]), bytes);
 }
 
 int cfg_parse_bool(const char *s, bool *out)
@@ -394,41 +389,30 @@ static void secret_check(struct cfg_ctx *ctx, const struct cfg_key *k,
                   k->name, ctx->name);
 }
 
-/* One scalar item of a (possibly list) key. Returns 0 or -EINVAL after
- * reporting. For list types the item is appended. */
-static int set_scalar(struct cfg_ctx *ctx, const struct cfg_key *k,
-                      const char *s, struct cfg_pos pos, bool from_file)
+/* k's choices joined with ", ", each followed by suffix: for messages. */
+static void choices_text(const struct cfg_key *k, const char *suffix, char *buf, size_t size)
 {
-    void *f = field(ctx->base, k);
-    const char *why;
-    bool pw;
+    buf[0] = '\0';
+    for (int i = 0; k->choices && k->choices[i]; i++) {
+        if (i)
+            strncat(buf, ", ", size - strlen(buf) - 1);
+        strncat(buf, k->choices[i], size - strlen(buf) - 1);
+        strncat(buf, suffix, size - strlen(buf) - 1);
+    }
+}
+
+/* CFG_INT, CFG_DURATION, CFG_SIZE: a number (with a unit suffix for the
+ * last two) within [k->min, k->max]. */
+static int set_number(struct cfg_ctx *ctx, const struct cfg_key *k, const char *s,
+                      struct cfg_pos pos, void *f)
+{
+    bool dur = k->type == CFG_DURATION;
     uint64_t u;
 
-    switch (k->type) {
-    case CFG_STRING:
-        free(*(char **)f);
-        *(char **)f = xstrdup(s);
-        if (from_file && (k->flags & CFG_SECRET) && *s)
-            secret_check(ctx, k, pos);
-        return 0;
-    case CFG_PATH:
-        if (s[0] != '/') {
-            cfg_error(ctx, pos, "%s: '%s' is not an absolute path", k->name, s);
-            return -EINVAL;
-        }
-        free(*(char **)f);
-        *(char **)f = xstrdup(s);
-        return 0;
-    case CFG_BOOL:
-        if (cfg_parse_bool(s, f) < 0) {
-            cfg_error(ctx, pos, "%s: '%s' is not a boolean (true or false)",
-                      k->name, s);
-            return -EINVAL;
-        }
-        return 0;
-    case CFG_INT: {
+    if (k->type == CFG_INT) {
         char *end;
         long long v;
+
         errno = 0;
         v = strtoll(s, &end, 10);
         if (*s == '\0' || *end != '\0' || errno == ERANGE) {
@@ -443,38 +427,61 @@ static int set_scalar(struct cfg_ctx *ctx, const struct cfg_key *k,
         *(int64_t *)f = v;
         return 0;
     }
+    if ((dur ? cfg_parse_duration(s, &u) : cfg_parse_size(s, &u)) < 0) {
+        cfg_error(ctx, pos, "%s: '%s' is not a %s", k->name, s,
+                  dur ? "duration (seconds, or a number with ms, s, m, h, d)"
+                      : "size (bytes, or a number with B, KiB, MiB, GiB)");
+        return -EINVAL;
+    }
+    if (u < (uint64_t)k->min || u > (uint64_t)k->max) {
+        cfg_error(ctx, pos, "%s: %s is out of range %" PRId64 "%s..%" PRId64 "%s", k->name,
+                  s, k->min, dur ? "ms" : "", k->max, dur ? "ms" : " bytes");
+        return -EINVAL;
+    }
+    *(uint64_t *)f = u;
+    return 0;
+}
+
+static void set_string(void *f, const char *s)
+{
+    free(*(char **)f);
+    *(char **)f = xstrdup(s);
+}
+
+/* One scalar item of a (possibly list) key. Returns 0 or -EINVAL after
+ * reporting. For list types the item is appended. */
+static int set_scalar(struct cfg_ctx *ctx, const struct cfg_key *k,
+                      const char *s, struct cfg_pos pos, bool from_file)
+{
+    void *f = field(ctx->base, k);
+    const char *why;
+    char buf[256];
+    bool pw;
+
+    switch (k->type) {
+    case CFG_STRING:
+        set_string(f, s);
+        if (from_file && (k->flags & CFG_SECRET) && *s)
+            secret_check(ctx, k, pos);
+        return 0;
+    case CFG_PATH:
+        if (s[0] != '/') {
+            cfg_error(ctx, pos, "%s: '%s' is not an absolute path", k->name, s);
+            return -EINVAL;
+        }
+        set_string(f, s);
+        return 0;
+    case CFG_BOOL:
+        if (cfg_parse_bool(s, f) < 0) {
+            cfg_error(ctx, pos, "%s: '%s' is not a boolean (true or false)",
+                      k->name, s);
+            return -EINVAL;
+        }
+        return 0;
+    case CFG_INT:
     case CFG_DURATION:
-        if (cfg_parse_duration(s, &u) < 0) {
-            cfg_error(ctx, pos,
-                      "%s: '%s' is not a duration (seconds, or a number with "
-                      "ms, s, m, h, d)",
-                      k->name, s);
-            return -EINVAL;
-        }
-        if (u < (uint64_t)k->min || u > (uint64_t)k->max) {
-            cfg_error(ctx, pos,
-                      "%s: %s is out of range %" PRId64 "ms..%" PRId64 "ms",
-                      k->name, s, k->min, k->max);
-            return -EINVAL;
-        }
-        *(uint64_t *)f = u;
-        return 0;
     case CFG_SIZE:
-        if (cfg_parse_size(s, &u) < 0) {
-            cfg_error(ctx, pos,
-                      "%s: '%s' is not a size (bytes, or a number with B, "
-                      "KiB, MiB, GiB)",
-                      k->name, s);
-            return -EINVAL;
-        }
-        if (u < (uint64_t)k->min || u > (uint64_t)k->max) {
-            cfg_error(ctx, pos,
-                      "%s: %s is out of range %" PRId64 "..%" PRId64 " bytes",
-                      k->name, s, k->min, k->max);
-            return -EINVAL;
-        }
-        *(uint64_t *)f = u;
-        return 0;
+        return set_number(ctx, k, s, pos, f);
     case CFG_ENUM:
         for (int i = 0; k->choices[i]; i++) {
             if (strcmp(s, k->choices[i]) == 0) {
@@ -482,39 +489,24 @@ static int set_scalar(struct cfg_ctx *ctx, const struct cfg_key *k,
                 return 0;
             }
         }
-        {
-            char buf[256] = "";
-            for (int i = 0; k->choices[i]; i++) {
-                if (i)
-                    strncat(buf, ", ", sizeof(buf) - strlen(buf) - 1);
-                strncat(buf, k->choices[i], sizeof(buf) - strlen(buf) - 1);
-            }
-            cfg_error(ctx, pos, "%s: '%s' is not one of: %s", k->name, s, buf);
-        }
+        choices_text(k, "", buf, sizeof(buf));
+        cfg_error(ctx, pos, "%s: '%s' is not one of: %s", k->name, s, buf);
         return -EINVAL;
     case CFG_URL:
     case CFG_URL_LIST:
         why = cfg_check_url(s, k->choices, &pw);
         if (why) {
-            char buf[128] = "";
-            for (int i = 0; k->choices && k->choices[i]; i++) {
-                if (i)
-                    strncat(buf, ", ", sizeof(buf) - strlen(buf) - 1);
-                strncat(buf, k->choices[i], sizeof(buf) - strlen(buf) - 1);
-                strncat(buf, "://", sizeof(buf) - strlen(buf) - 1);
-            }
+            choices_text(k, "://", buf, 128);
             cfg_error(ctx, pos, "%s: bad URL: %s (expected %s)", k->name, why,
                       buf);
             return -EINVAL;
         }
         if (from_file && pw)
             secret_check(ctx, k, pos);
-        if (k->type == CFG_URL) {
-            free(*(char **)f);
-            *(char **)f = xstrdup(s);
-        } else {
+        if (k->type == CFG_URL)
+            set_string(f, s);
+        else
             strlist_push(f, s);
-        }
         return 0;
     case CFG_HOSTPORT:
         why = cfg_check_hostport(s);
@@ -522,8 +514,7 @@ static int set_scalar(struct cfg_ctx *ctx, const struct cfg_key *k,
             cfg_error(ctx, pos, "%s: '%s': %s", k->name, s, why);
             return -EINVAL;
         }
-        free(*(char **)f);
-        *(char **)f = xstrdup(s);
+        set_string(f, s);
         return 0;
     case CFG_STRING_LIST:
     case CFG_GLOBS:
@@ -826,6 +817,83 @@ static void apply_defaults(struct cfg_ctx *ctx)
     }
 }
 
+/* Line and column (1-based) of byte off of buf. */
+static struct cfg_pos text_pos(const char *buf, size_t off)
+{
+    struct cfg_pos p = {1, 1};
+
+    for (size_t i = 0; i < off; i++) {
+        if (buf[i] == '\n') {
+            p.line++;
+            p.col = 1;
+        } else {
+            p.col++;
+        }
+    }
+    return p;
+}
+
+/* The document's root: one mapping (or nothing at all), and one document. */
+static void check_root(struct cfg_ctx *ctx, yaml_parser_t *parser, yaml_document_t *doc)
+{
+    yaml_node_t *root = yaml_document_get_root_node(doc);
+    const struct cfg_pos start = {1, 1};
+    yaml_document_t next;
+
+    if (root == NULL) {
+        cfg_error(ctx, start, "empty configuration file");
+        return;
+    }
+    if (yaml_parser_load(parser, &next)) {
+        if (yaml_document_get_root_node(&next) != NULL)
+            cfg_error(ctx, (struct cfg_pos){(int)next.start_mark.line + 1,
+                                            (int)next.start_mark.column + 1},
+                      "more than one YAML document");
+        yaml_document_delete(&next);
+    }
+    if (root->type != YAML_MAPPING_NODE &&
+        !(root->type == YAML_SCALAR_NODE && scalar_is_null(root)))
+        cfg_error(ctx, node_pos(root), "the top level must be a mapping of keys, got %s",
+                  node_kind(root));
+    else if (root->type == YAML_MAPPING_NODE)
+        walk_map(ctx, root, NULL);
+    else
+        cfg_error(ctx, start, "empty configuration file");
+}
+
+/* Parses buf into doc and walks it. True when doc was loaded (the caller
+ * deletes it); errors are in ctx. */
+static bool parse_text(struct cfg_ctx *ctx, const char *buf, size_t len, yaml_document_t *doc)
+{
+    const char *nul = memchr(buf, '\0', len);
+    yaml_parser_t parser;
+
+    if (nul != NULL) {
+        cfg_error(ctx, text_pos(buf, (size_t)(nul - buf)),
+                  "invalid input: NUL byte (not a YAML text file)");
+        return false;
+    }
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
+    if (!yaml_parser_load(&parser, doc)) {
+        struct cfg_pos pp = {(int)parser.problem_mark.line + 1,
+                             (int)parser.problem_mark.column + 1};
+
+        /* The reader reports a byte offset, not a line. */
+        if (parser.error == YAML_READER_ERROR)
+            pp = parser.problem_offset <= len ? text_pos(buf, parser.problem_offset)
+                                              : (struct cfg_pos){0, 0};
+        cfg_error(ctx, pp, "invalid YAML: %s%s%s",
+                  parser.problem ? parser.problem : "parse error",
+                  parser.context ? " " : "", parser.context ? parser.context : "");
+        yaml_parser_delete(&parser);
+        return false;
+    }
+    check_root(ctx, &parser, doc);
+    yaml_parser_delete(&parser);
+    return true;
+}
+
 static int cfg_load_doc(const struct cfg_table *table, const char *name,
                         const char *buf, size_t len, bool world_readable,
                         void *base, struct cfg_errors *errs)
@@ -834,7 +902,6 @@ static int cfg_load_doc(const struct cfg_table *table, const char *name,
         .name = name, .errs = errs, .table = table, .base = base,
         .world_readable = world_readable,
     };
-    yaml_parser_t parser;
     yaml_document_t doc;
     bool have_doc = false;
     struct cfg_pos start = {1, 1};
@@ -844,80 +911,10 @@ static int cfg_load_doc(const struct cfg_table *table, const char *name,
     ctx.doc = &doc;
 
     if (buf != NULL) {
-        if (memchr(buf, '\0', len) != NULL) {
-            const char *nul = memchr(buf, '\0', len);
-            int line = 1, col = 1;
-            for (const char *p = buf; p < nul; p++) {
-                if (*p == '\n') {
-                    line++;
-                    col = 1;
-                } else {
-                    col++;
-                }
-            }
-            struct cfg_pos np = {line, col};
-            cfg_error(&ctx, np, "invalid input: NUL byte (not a YAML text file)");
+        have_doc = parse_text(&ctx, buf, len, &doc);
+        if (!have_doc)
             goto out;
-        }
-        yaml_parser_initialize(&parser);
-        yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
-        if (!yaml_parser_load(&parser, &doc)) {
-            struct cfg_pos pp = {(int)parser.problem_mark.line + 1,
-                                 (int)parser.problem_mark.column + 1};
-            if (parser.error == YAML_READER_ERROR) {
-                pp.line = 0;
-                pp.col = 0;
-                /* The reader reports a byte offset, not a line. */
-                for (size_t i = 0, l = 1, c = 1; i <= len; i++) {
-                    if (i == parser.problem_offset) {
-                        pp.line = (int)l;
-                        pp.col = (int)c;
-                        break;
-                    }
-                    if (buf[i] == '\n') {
-                        l++;
-                        c = 1;
-                    } else {
-                        c++;
-                    }
-                }
-            }
-            cfg_error(&ctx, pp, "invalid YAML: %s%s%s",
-                      parser.problem ? parser.problem : "parse error",
-                      parser.context ? " " : "",
-                      parser.context ? parser.context : "");
-            yaml_parser_delete(&parser);
-            goto out;
-        }
-        have_doc = true;
-        {
-            yaml_node_t *root = yaml_document_get_root_node(&doc);
-            yaml_document_t next;
-
-            if (root == NULL) {
-                cfg_error(&ctx, start, "empty configuration file");
-            } else {
-                if (yaml_parser_load(&parser, &next)) {
-                    if (yaml_document_get_root_node(&next) != NULL)
-                        cfg_error(&ctx, (struct cfg_pos){(int)next.start_mark.line + 1,
-                                                         (int)next.start_mark.column + 1},
-                                  "more than one YAML document");
-                    yaml_document_delete(&next);
-                }
-                if (root->type != YAML_MAPPING_NODE &&
-                    !(root->type == YAML_SCALAR_NODE && scalar_is_null(root)))
-                    cfg_error(&ctx, node_pos(root),
-                              "the top level must be a mapping of keys, got %s",
-                              node_kind(root));
-                else if (root->type == YAML_MAPPING_NODE)
-                    walk_map(&ctx, root, NULL);
-                else
-                    cfg_error(&ctx, start, "empty configuration file");
-            }
-        }
-        yaml_parser_delete(&parser);
     }
-
     for (size_t i = 0; i < table->nkeys; i++) {
         if (!ctx.seen[i] && (table->keys[i].flags & CFG_REQUIRED))
             cfg_error(&ctx, start, "%s: missing required key",
@@ -1010,6 +1007,28 @@ int cfg_load(const struct cfg_table *table, const char *path, void *base,
                        base, errs);
     free(buf);
     return ret;
+}
+
+int cfg_load_new(const struct cfg_table *table, const char *path, void **out,
+                 struct cfg_errors *errs)
+{
+    void *base = xcalloc(1, table->struct_size);
+    int ret = cfg_load(table, path, base, errs);
+
+    if (ret < 0) {
+        free(base);
+        return ret;
+    }
+    *out = base;
+    return 0;
+}
+
+void cfg_destroy(const struct cfg_table *table, void *base)
+{
+    if (base == NULL)
+        return;
+    cfg_free(table, base);
+    free(base);
 }
 
 /* ---- reload: keys read at start only ---------------------------------- */

@@ -334,14 +334,13 @@ static char *short_hostname(void)
 
 int config_load(const char *path, struct config **out, struct cfg_errors *errs)
 {
-    struct config *c = xcalloc(1, sizeof(*c));
-    int ret;
+    void *base;
+    struct config *c;
+    int ret = cfg_load_new(&config_table, path, &base, errs);
 
-    ret = cfg_load(&config_table, path, c, errs);
-    if (ret < 0) {
-        free(c);
+    if (ret < 0)
         return ret;
-    }
+    c = base;
     if (c->host == NULL)
         c->host = short_hostname();
     c->source = path ? xstrdup(path) : NULL;
@@ -351,10 +350,8 @@ int config_load(const char *path, struct config **out, struct cfg_errors *errs)
 
 void config_free(struct config *cfg)
 {
-    if (cfg == NULL)
-        return;
-    cfg_free(&config_table, cfg);
-    free(cfg->host); /* set after loading when defaulted */
-    free(cfg->source);
-    free(cfg);
+    if (cfg)
+        free(cfg->source); /* no key: set after loading */
+    /* Frees host too, a key's field even when defaulted after loading. */
+    cfg_destroy(&config_table, cfg);
 }

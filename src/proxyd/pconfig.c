@@ -82,14 +82,13 @@ static void pconfig_validate(struct cfg_ctx *ctx, void *base)
 
 int pconfig_load(const char *path, struct pconfig **out, struct cfg_errors *errs)
 {
-    struct pconfig *c = xcalloc(1, sizeof(*c));
-    int ret;
+    void *base;
+    struct pconfig *c;
+    int ret = cfg_load_new(&pconfig_table, path, &base, errs);
 
-    ret = cfg_load(&pconfig_table, path, c, errs);
-    if (ret < 0) {
-        free(c);
+    if (ret < 0)
         return ret;
-    }
+    c = base;
     if (c->vtpmmgr.group) {
         ids_parse_uuid(c->vtpmmgr.group, c->group_uuid); /* validated */
         c->has_group = true;
@@ -101,9 +100,7 @@ int pconfig_load(const char *path, struct pconfig **out, struct cfg_errors *errs
 
 void pconfig_free(struct pconfig *cfg)
 {
-    if (cfg == NULL)
-        return;
-    cfg_free(&pconfig_table, cfg);
-    free(cfg->source);
-    free(cfg);
+    if (cfg)
+        free(cfg->source);
+    cfg_destroy(&pconfig_table, cfg);
 }
