@@ -417,10 +417,63 @@ out:
     return shown;
 }
 
+/* vtpmd's configuration for watch: needed unless --url alone is given
+ * (then defaults serve for the rest). 0, or -1 after saying why. */
+static int watch_config(const struct opts *o, struct config **cfg)
+{
+    const char *path = o->config_path ? o->config_path : VTPMD_CONFIG_FILE;
+    struct cfg_errors errs = {0};
+
+    *cfg = NULL;
+    if (o->url != NULL && o->config_path == NULL)
+        return 0;
+    if (config_load(path, cfg, &errs) < 0) {
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "%s\n", errs.msgs[i]);
+        fprintf(stderr, "vtpmctl: cannot read vtpmd's configuration %s%s\n", path,
+                o->url ? "" : " (or give the broker with --url)");
+        cfg_errors_free(&errs);
+        return -1;
+    }
+    return 0;
+}
+
+/* Binds a private queue to exchange for key and starts consuming from it
+ * on channel 1. 0, or -1 after saying why. */
+static int watch_subscribe(amqp_connection_state_t conn, const char *exchange,
+                           const char *key_info, const char *key_error, amqp_bytes_t *queue)
+{
+    amqp_queue_declare_ok_t *q;
+    const char *keys[] = {key_info, key_error};
+
+    amqp_channel_open(conn, 1);
+    if (amqp_check(amqp_get_rpc_reply(conn), "channel") < 0)
+        return -1;
+    /* As vtpmd and oslo.messaging declare it, so that watching may start
+     * before vtpmd. */
+    amqp_exchange_declare(conn, 1, amqp_cstring_bytes(exchange), amqp_cstring_bytes("topic"),
+                          0, 0, 0, 0, amqp_empty_table);
+    if (amqp_check(amqp_get_rpc_reply(conn), "declaring the status exchange") < 0)
+        return -1;
+    q = amqp_queue_declare(conn, 1, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
+    if (amqp_check(amqp_get_rpc_reply(conn), "declaring a queue") < 0 || q == NULL)
+        return -1;
+    *queue = amqp_bytes_malloc_dup(q->queue);
+    for (size_t i = 0; i < 2; i++) {
+        amqp_queue_bind(conn, 1, *queue, amqp_cstring_bytes(exchange),
+                        amqp_cstring_bytes(keys[i]), amqp_empty_table);
+        if (amqp_check(amqp_get_rpc_reply(conn), "binding") < 0)
+            return -1;
+    }
+    amqp_basic_consume(conn, 1, *queue, amqp_empty_bytes, 0, 1, 1, amqp_empty_table);
+    if (amqp_check(amqp_get_rpc_reply(conn), "consuming") < 0)
+        return -1;
+    return 0;
+}
+
 static int cmd_watch(const struct opts *o, const char *only_uuid)
 {
     struct config *cfg = NULL;
-    struct cfg_errors errs = {0};
     amqp_connection_state_t conn = NULL;
     const char *exchange = o->exchange, *topic = o->topic;
     char key_info[256], key_error[256];
@@ -429,18 +482,8 @@ static int cmd_watch(const struct opts *o, const char *only_uuid)
     long seen = 0;
     int ret = VTPMCTL_FAILURE;
 
-    /* --url alone needs no configuration file: defaults for the rest. */
-    if (o->url == NULL || o->config_path) {
-        const char *path = o->config_path ? o->config_path : VTPMD_CONFIG_FILE;
-        if (config_load(path, &cfg, &errs) < 0) {
-            for (size_t i = 0; i < errs.n; i++)
-                fprintf(stderr, "%s\n", errs.msgs[i]);
-            fprintf(stderr, "vtpmctl: cannot read vtpmd's configuration %s%s\n", path,
-                    o->url ? "" : " (or give the broker with --url)");
-            cfg_errors_free(&errs);
-            return VTPMCTL_FAILURE;
-        }
-    }
+    if (watch_config(o, &cfg) < 0)
+        return VTPMCTL_FAILURE;
     if (exchange == NULL)
         exchange = cfg ? cfg->status.exchange : "vtpmd";
     if (topic == NULL)
@@ -457,32 +500,7 @@ static int cmd_watch(const struct opts *o, const char *only_uuid)
     }
     snprintf(key_info, sizeof(key_info), "%s.info", topic);
     snprintf(key_error, sizeof(key_error), "%s.error", topic);
-    amqp_channel_open(conn, 1);
-    if (amqp_check(amqp_get_rpc_reply(conn), "channel") < 0)
-        goto out;
-    /* As vtpmd and oslo.messaging declare it, so that watching may start
-     * before vtpmd. */
-    amqp_exchange_declare(conn, 1, amqp_cstring_bytes(exchange), amqp_cstring_bytes("topic"),
-                          0, 0, 0, 0, amqp_empty_table);
-    if (amqp_check(amqp_get_rpc_reply(conn), "declaring the status exchange") < 0)
-        goto out;
-    {
-        amqp_queue_declare_ok_t *q =
-            amqp_queue_declare(conn, 1, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
-        if (amqp_check(amqp_get_rpc_reply(conn), "declaring a queue") < 0 || q == NULL)
-            goto out;
-        queue = amqp_bytes_malloc_dup(q->queue);
-    }
-    amqp_queue_bind(conn, 1, queue, amqp_cstring_bytes(exchange), amqp_cstring_bytes(key_info),
-                    amqp_empty_table);
-    if (amqp_check(amqp_get_rpc_reply(conn), "binding") < 0)
-        goto out;
-    amqp_queue_bind(conn, 1, queue, amqp_cstring_bytes(exchange), amqp_cstring_bytes(key_error),
-                    amqp_empty_table);
-    if (amqp_check(amqp_get_rpc_reply(conn), "binding") < 0)
-        goto out;
-    amqp_basic_consume(conn, 1, queue, amqp_empty_bytes, 0, 1, 1, amqp_empty_table);
-    if (amqp_check(amqp_get_rpc_reply(conn), "consuming") < 0)
+    if (watch_subscribe(conn, exchange, key_info, key_error, &queue) < 0)
         goto out;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
@@ -562,7 +580,8 @@ static int cmd_wait(const struct opts *o, const struct reply *r, json_t *j, cons
     return ret;
 }
 
-int main(int argc, char **argv)
+/* The options before the command. -1 to go on, else the exit code. */
+static int parse_opts(int argc, char **argv, struct opts *o)
 {
     enum { OPT_EXCHANGE = 256, OPT_TOPIC };
     static const struct option longopts[] = {
@@ -576,41 +595,38 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    struct opts o = {.sock = getenv("VTPMD_SOCKET")};
-    struct reply r = {0};
-    const char *cmd;
-    char *path = NULL, *end;
-    json_t *j = NULL;
-    int opt, ret = VTPMCTL_FAILURE, timeout = 300;
+    char *end;
+    int opt;
 
-    if (o.sock == NULL || *o.sock == '\0')
-        o.sock = DEFAULT_SOCKET;
+    o->sock = getenv("VTPMD_SOCKET");
+    if (o->sock == NULL || *o->sock == '\0')
+        o->sock = DEFAULT_SOCKET;
     while ((opt = getopt_long(argc, argv, "+s:jc:u:n:h", longopts, NULL)) != -1) {
         switch (opt) {
         case 's':
-            o.sock = optarg;
+            o->sock = optarg;
             break;
         case 'j':
-            o.as_json = true;
+            o->as_json = true;
             break;
         case 'c':
-            o.config_path = optarg;
+            o->config_path = optarg;
             break;
         case 'u':
-            o.url = optarg;
+            o->url = optarg;
             break;
         case 'n':
-            o.count = strtol(optarg, &end, 10);
-            if (*optarg == '\0' || *end || o.count < 1) {
+            o->count = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end || o->count < 1) {
                 fprintf(stderr, "vtpmctl: --count needs a positive number\n");
                 return VTPMCTL_USAGE;
             }
             break;
         case OPT_EXCHANGE:
-            o.exchange = optarg;
+            o->exchange = optarg;
             break;
         case OPT_TOPIC:
-            o.topic = optarg;
+            o->topic = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -624,6 +640,115 @@ int main(int argc, char **argv)
         usage(stderr);
         return VTPMCTL_USAGE;
     }
+    return -1;
+}
+
+/* The control API path of cmd with its arguments args[0..nargs). 0, or
+ * VTPMCTL_USAGE after saying why. */
+static int command_path(const char *cmd, char **args, int nargs, int *timeout, char **path)
+{
+    char *end;
+
+    if (strcmp(cmd, "show") == 0 || strcmp(cmd, "wait") == 0) {
+        if (nargs < 1 || !valid_uuid_arg(args[0])) {
+            fprintf(stderr, "vtpmctl: %s needs an instance UUID\n", cmd);
+            return VTPMCTL_USAGE;
+        }
+        if (strcmp(cmd, "wait") == 0) {
+            if (nargs > 1) {
+                long t = strtol(args[1], &end, 10);
+                if (args[1][0] == '\0' || *end || t < 0 || t > 3600 || nargs > 2) {
+                    fprintf(stderr, "vtpmctl: TIMEOUT must be 0..3600 seconds\n");
+                    return VTPMCTL_USAGE;
+                }
+                *timeout = (int)t;
+            }
+            xasprintf(path, "/v1/instances/%s/wait?timeout=%d", args[0], *timeout);
+        } else {
+            if (nargs > 1) {
+                usage(stderr);
+                return VTPMCTL_USAGE;
+            }
+            xasprintf(path, "/v1/instances/%s", args[0]);
+        }
+    } else if (nargs > 0) {
+        usage(stderr);
+        return VTPMCTL_USAGE;
+    } else if (strcmp(cmd, "health") == 0) {
+        *path = xstrdup("/v1/health");
+    } else if (strcmp(cmd, "list") == 0) {
+        *path = xstrdup("/v1/instances");
+    } else if (strcmp(cmd, "domains") == 0) {
+        *path = xstrdup("/v1/domains");
+    } else if (strcmp(cmd, "reload") == 0) {
+        *path = xstrdup("/v1/reload");
+    } else if (strcmp(cmd, "metrics") == 0) {
+        *path = xstrdup("/metrics");
+    } else {
+        fprintf(stderr, "vtpmctl: unknown command '%s'\n", cmd);
+        usage(stderr);
+        return VTPMCTL_USAGE;
+    }
+    return 0;
+}
+
+/* Prints the answer r (its JSON j, or NULL) to cmd; returns the exit code. */
+static int print_reply(const char *cmd, const struct opts *o, const struct reply *r, json_t *j)
+{
+    if (j == NULL) {
+        print_error(r);
+        return VTPMCTL_FAILURE;
+    }
+    if (r->status == 200 && strcmp(cmd, "list") == 0 && !o->as_json) {
+        json_t *a = json_object_get(j, "instances"), *it;
+        size_t i;
+        printf("%-36s  %-12s  %-36s  %s\n", "INSTANCE", "STATE", "VTPM", "DOMAIN");
+        json_array_foreach(a, i, it)
+            printf("%-36s  %-12s  %-36s  %s\n", sget(it, "instance_uuid"), sget(it, "state"),
+                   sget(it, "vtpm_uuid"), sget(it, "vtpm_domain"));
+        return VTPMCTL_OK;
+    }
+    if (r->status == 200 && strcmp(cmd, "domains") == 0 && !o->as_json) {
+        json_t *a = json_object_get(j, "domains"), *it;
+        size_t i;
+        printf("%-48s  %-7s  %-36s  %s\n", "DOMAIN", "STATE", "INSTANCE", "ORPHAN");
+        json_array_foreach(a, i, it)
+            printf("%-48s  %-7s  %-36s  %s\n", sget(it, "name"),
+                   json_is_true(json_object_get(it, "active")) ? "running" : "stopped",
+                   sget(it, "instance_uuid"),
+                   json_is_true(json_object_get(it, "orphan")) ? "yes" : "no");
+        return VTPMCTL_OK;
+    }
+    if (r->status == 200 && strcmp(cmd, "health") == 0 && !o->as_json) {
+        printf("status=%s bus=%s libvirt=%s instances=%" JSON_INTEGER_FORMAT
+               " busy=%" JSON_INTEGER_FORMAT "\n",
+               sget(j, "status"), sget(j, "bus"), sget(j, "libvirt"),
+               json_integer_value(json_object_get(j, "instances")),
+               json_integer_value(json_object_get(j, "busy")));
+        return VTPMCTL_OK;
+    }
+    if (r->status == 200 || (r->status == 503 && strcmp(cmd, "health") == 0)) {
+        print_json(j);
+        return r->status == 200 ? VTPMCTL_OK : VTPMCTL_FAILURE;
+    }
+    print_error(r);
+    if (o->as_json)
+        print_error_json(r, j);
+    return VTPMCTL_FAILURE;
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o = {0};
+    struct reply r = {0};
+    const char *cmd;
+    char *path = NULL;
+    json_t *j = NULL;
+    int ret, timeout = 300;
+
+    if ((ret = parse_opts(argc, argv, &o)) >= 0)
+        return ret;
+    ret = VTPMCTL_FAILURE;
     cmd = argv[optind++];
     if (strcmp(cmd, "watch") == 0) {
         if (argc - optind > 1 || (optind < argc && !valid_uuid_arg(argv[optind]))) {
@@ -632,48 +757,8 @@ int main(int argc, char **argv)
         }
         return cmd_watch(&o, optind < argc ? argv[optind] : NULL);
     }
-    if (strcmp(cmd, "show") == 0 || strcmp(cmd, "wait") == 0) {
-        if (optind >= argc || !valid_uuid_arg(argv[optind])) {
-            fprintf(stderr, "vtpmctl: %s needs an instance UUID\n", cmd);
-            return VTPMCTL_USAGE;
-        }
-        if (strcmp(cmd, "wait") == 0) {
-            if (optind + 1 < argc) {
-                long t = strtol(argv[optind + 1], &end, 10);
-                if (argv[optind + 1][0] == '\0' || *end || t < 0 || t > 3600 ||
-                    optind + 2 < argc) {
-                    fprintf(stderr, "vtpmctl: TIMEOUT must be 0..3600 seconds\n");
-                    return VTPMCTL_USAGE;
-                }
-                timeout = (int)t;
-            }
-            xasprintf(&path, "/v1/instances/%s/wait?timeout=%d", argv[optind], timeout);
-        } else {
-            if (optind + 1 < argc) {
-                usage(stderr);
-                return VTPMCTL_USAGE;
-            }
-            xasprintf(&path, "/v1/instances/%s", argv[optind]);
-        }
-    } else if (optind < argc) {
-        usage(stderr);
+    if (command_path(cmd, argv + optind, argc - optind, &timeout, &path) != 0)
         return VTPMCTL_USAGE;
-    } else if (strcmp(cmd, "health") == 0) {
-        path = xstrdup("/v1/health");
-    } else if (strcmp(cmd, "list") == 0) {
-        path = xstrdup("/v1/instances");
-    } else if (strcmp(cmd, "domains") == 0) {
-        path = xstrdup("/v1/domains");
-    } else if (strcmp(cmd, "reload") == 0) {
-        path = xstrdup("/v1/reload");
-    } else if (strcmp(cmd, "metrics") == 0) {
-        path = xstrdup("/metrics");
-    } else {
-        fprintf(stderr, "vtpmctl: unknown command '%s'\n", cmd);
-        usage(stderr);
-        return VTPMCTL_USAGE;
-    }
-
     if (request(o.sock, strcmp(cmd, "reload") == 0 ? "POST" : "GET", path, timeout + 10, &r) < 0)
         goto out;
     if (strcmp(cmd, "metrics") == 0) {
@@ -690,47 +775,10 @@ int main(int argc, char **argv)
         goto out;
     }
     j = json_loadb(r.body, r.len, 0, NULL);
-    if (strcmp(cmd, "wait") == 0) {
+    if (strcmp(cmd, "wait") == 0)
         ret = cmd_wait(&o, &r, j, argv[optind]);
-        goto out;
-    }
-    if (j == NULL) {
-        print_error(&r);
-        goto out;
-    }
-    if (r.status == 200 && strcmp(cmd, "list") == 0 && !o.as_json) {
-        json_t *a = json_object_get(j, "instances"), *it;
-        size_t i;
-        printf("%-36s  %-12s  %-36s  %s\n", "INSTANCE", "STATE", "VTPM", "DOMAIN");
-        json_array_foreach(a, i, it)
-            printf("%-36s  %-12s  %-36s  %s\n", sget(it, "instance_uuid"), sget(it, "state"),
-                   sget(it, "vtpm_uuid"), sget(it, "vtpm_domain"));
-        ret = VTPMCTL_OK;
-    } else if (r.status == 200 && strcmp(cmd, "domains") == 0 && !o.as_json) {
-        json_t *a = json_object_get(j, "domains"), *it;
-        size_t i;
-        printf("%-48s  %-7s  %-36s  %s\n", "DOMAIN", "STATE", "INSTANCE", "ORPHAN");
-        json_array_foreach(a, i, it)
-            printf("%-48s  %-7s  %-36s  %s\n", sget(it, "name"),
-                   json_is_true(json_object_get(it, "active")) ? "running" : "stopped",
-                   sget(it, "instance_uuid"),
-                   json_is_true(json_object_get(it, "orphan")) ? "yes" : "no");
-        ret = VTPMCTL_OK;
-    } else if (r.status == 200 && strcmp(cmd, "health") == 0 && !o.as_json) {
-        printf("status=%s bus=%s libvirt=%s instances=%" JSON_INTEGER_FORMAT
-               " busy=%" JSON_INTEGER_FORMAT "\n",
-               sget(j, "status"), sget(j, "bus"), sget(j, "libvirt"),
-               json_integer_value(json_object_get(j, "instances")),
-               json_integer_value(json_object_get(j, "busy")));
-        ret = VTPMCTL_OK;
-    } else if (r.status == 200 || (r.status == 503 && strcmp(cmd, "health") == 0)) {
-        print_json(j);
-        ret = r.status == 200 ? VTPMCTL_OK : VTPMCTL_FAILURE;
-    } else {
-        print_error(&r);
-        if (o.as_json)
-            print_error_json(&r, j);
-    }
+    else
+        ret = print_reply(cmd, &o, &r, j);
 out:
     json_decref(j);
     free(r.body);
