@@ -41,4 +41,14 @@ int cmdline_start(int argc, char **argv, const char *prog, const char *default_c
  * them and returns EXIT_USAGE. */
 int cmdline_config_errors(struct cfg_errors *errs);
 
+/* The same for a reload (SIGHUP) of path: logs every error and that the
+ * running configuration stays, frees them and returns -EINVAL. */
+int cmdline_reload_errors(struct cfg_errors *errs, const char *path);
+
+struct cfg_key;
+/* A cfg_changed_fn for a reload: warns that key k, read at start only,
+ * changed in the file and that the running value stays. arg: the
+ * program's name. */
+void cmdline_warn_restart(const struct cfg_key *k, const char *running, void *arg);
+
 #endif

@@ -117,3 +117,21 @@ int cmdline_config_errors(struct cfg_errors *errs)
     cfg_errors_free(errs);
     return EXIT_USAGE;
 }
+
+int cmdline_reload_errors(struct cfg_errors *errs, const char *path)
+{
+    for (size_t i = 0; i < errs->n; i++)
+        log_error("%s", errs->msgs[i]);
+    log_error("reload failed, keeping the running configuration file=%s errors=%zu", path,
+              errs->n);
+    cfg_errors_free(errs);
+    return -EINVAL;
+}
+
+void cmdline_warn_restart(const struct cfg_key *k, const char *running, void *arg)
+{
+    const char *prog = arg;
+
+    log_warn("%s takes effect when %s restarts; still using %s=%s", k->name, prog, k->name,
+             running);
+}

@@ -10,6 +10,8 @@
 #include <event2/event.h>
 
 #include "bus.h"
+#include "cfg.h"
+#include "cmdline.h"
 #include "control.h"
 #include "engine.h"
 #include "journal.h"
@@ -173,13 +175,6 @@ static void vtpmd_apply_logging(struct vtpmd *d)
                                                                : LOG_TARGET_STDERR);
 }
 
-/* A key marked CFG_RESTART in src/config.c changed in the file. */
-static void vtpmd_warn_restart(const struct cfg_key *k, const char *running, void *arg)
-{
-    log_warn("%s takes effect when vtpmd restarts; still using %s=%s", k->name, k->name,
-             running);
-}
-
 int vtpmd_reload(struct vtpmd *d)
 {
     struct cfg_errors errs = {0};
@@ -187,14 +182,8 @@ int vtpmd_reload(struct vtpmd *d)
     struct policy *policy;
 
     log_info("reloading configuration file=%s", d->config_path);
-    if (config_load(d->config_path, &next, &errs) < 0) {
-        for (size_t i = 0; i < errs.n; i++)
-            log_error("%s", errs.msgs[i]);
-        log_error("reload failed, keeping the running configuration file=%s errors=%zu",
-                  d->config_path, errs.n);
-        cfg_errors_free(&errs);
-        return -EINVAL;
-    }
+    if (config_load(d->config_path, &next, &errs) < 0)
+        return cmdline_reload_errors(&errs, d->config_path);
     if (policy_new(next, &policy) < 0) {
         log_error("reload failed: the policy cannot be compiled; keeping the running "
                   "configuration file=%s", d->config_path);
@@ -224,7 +213,7 @@ int vtpmd_reload(struct vtpmd *d)
                  next->vtpmmgr.api);
     }
     /* Everything is valid: swap. */
-    cfg_restart_changed(&config_table, d->cfg, next, vtpmd_warn_restart, NULL);
+    cfg_restart_changed(&config_table, d->cfg, next, cmdline_warn_restart, (void *)"vtpmd");
     if (d->engine)
         engine_reconfigure(d->engine, next, policy);
     if (d->bus)

@@ -7,6 +7,7 @@
 
 #include <event2/event.h>
 
+#include "cmdline.h"
 #include "log.h"
 #include "proxyd/api.h"
 #include "proxyd/proxyd.h"
@@ -35,27 +36,14 @@ static void apply_logging(struct proxyd *p)
                                                             : LOG_TARGET_STDERR);
 }
 
-/* A key marked CFG_RESTART in src/proxyd/pconfig.c changed in the file. */
-static void warn_restart(const struct cfg_key *k, const char *running, void *arg)
-{
-    log_warn("%s takes effect at the next start; still using %s=%s", k->name, k->name,
-             running);
-}
-
 int proxyd_reload(struct proxyd *p)
 {
     struct cfg_errors errs = {0};
     struct pconfig *next;
 
     log_info("reloading configuration file=%s", p->config_path);
-    if (pconfig_load(p->config_path, &next, &errs) < 0) {
-        for (size_t i = 0; i < errs.n; i++)
-            log_error("%s", errs.msgs[i]);
-        log_error("reload failed, keeping the running configuration file=%s errors=%zu",
-                  p->config_path, errs.n);
-        cfg_errors_free(&errs);
-        return -EINVAL;
-    }
+    if (pconfig_load(p->config_path, &next, &errs) < 0)
+        return cmdline_reload_errors(&errs, p->config_path);
     if (api_reload_tls(p->api, next) < 0) {
         log_error("reload failed, keeping the running configuration file=%s",
                   p->config_path);
@@ -64,7 +52,8 @@ int proxyd_reload(struct proxyd *p)
     }
     /* Fixed for the process' life: the socket, the device, the lock (the
      * keys marked CFG_RESTART), and whether the API speaks TLS. */
-    cfg_restart_changed(&pconfig_table, p->cfg, next, warn_restart, NULL);
+    cfg_restart_changed(&pconfig_table, p->cfg, next, cmdline_warn_restart,
+                        (void *)"vtpm-proxyd");
     if ((next->tls.cert_file == NULL) != (p->cfg->tls.cert_file == NULL))
         log_warn("turning TLS on or off takes effect at the next start");
     service_reconfigure(p->svc, next);
