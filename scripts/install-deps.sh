@@ -13,6 +13,11 @@ TEST_PKGS="rabbitmq-server python3 python3-oslo.messaging python3-pika
  python3-nova python3-yaml python3-prometheus-client libxml2-utils valgrind clang libclang-rt-14-dev
  curl procps openssl ca-certificates libvirt-daemon"
 
+# KVM backend (issue 14): swtpm_setup and swtpm-localca as the peers of
+# vtpm-certtool, tpm2-tools to read the vTPM's NV, softhsm2 and OpenSSL's
+# pkcs11 ENGINE (Debian 12 has no pkcs11-provider) for a PKCS#11 CA key.
+KVM_PKGS="swtpm swtpm-tools tpm2-tools softhsm2 libengine-pkcs11-openssl"
+
 # contrib/libvirt/check.sh builds Debian's libvirt 9.0.0 with our series.
 LIBVIRT_PKGS="dpkg-dev xz-utils meson ninja-build libxen-dev libyajl-dev
  libglib2.0-dev xsltproc libgnutls28-dev libtirpc-dev python3-docutils
@@ -26,7 +31,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 missing=
-for p in $BUILD_PKGS $TEST_PKGS $LIBVIRT_PKGS; do
+for p in $BUILD_PKGS $TEST_PKGS $KVM_PKGS $LIBVIRT_PKGS; do
     if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed'; then
         missing="$missing $p"
     fi

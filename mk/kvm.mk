@@ -1,0 +1,9 @@
+# KVM backend (issue 14): the site CA module, swtpm_setup's certificate
+# tool, Keylime's EK check, their tests and benchmark.
+libvtpmd_a_SOURCES += src/kvmca.c src/kvmca_p11.c include/kvmca.h \
+	include/kvmca_priv.h
+
+bin_PROGRAMS += vtpm-certtool
+vtpm_certtool_SOURCES = src/vtpm-certtool.c
+vtpm_certtool_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS)
+vtpm_certtool_LDADD = libvtpmd.a libvtpmcommon.a $(UUID_LIBS) $(OPENSSL_LIBS)
