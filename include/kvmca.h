@@ -90,7 +90,7 @@ void kvmca_cert_clear(struct kvmca_cert *c);
 int kvmca_revoke(struct kvmca *ca, const char *serial_hex, char **err);
 
 /* Signs the CRL of every revoked serial, nextUpdate now + next_update_secs,
- * with a durable CRL number. Returns DER. */
+ * with a durable CRL number. Returns DER (free() it). */
 int kvmca_crl(struct kvmca *ca, long next_update_secs, unsigned char **der,
               size_t *der_len, char **err);
 

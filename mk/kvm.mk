@@ -13,3 +13,6 @@ tests_unit_test_kvmca_SOURCES = tests/unit/test_kvmca.c
 tests_unit_test_kvmca_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_kvmca_LDADD = $(UNIT_LIBS)
 TESTS += tests/unit/test_kvmca
+
+TESTS += tests/integration/kvm-certtool.sh
+EXTRA_DIST += tests/integration/kvm-certtool.sh tests/lib/kvm.sh

@@ -828,7 +828,7 @@ void kvmca_cert_clear(struct kvmca_cert *c)
 {
     if (!c)
         return;
-    OPENSSL_free(c->der);
+    free(c->der);
     free(c->serial_hex);
     free(c->sha256_hex);
     memset(c, 0, sizeof *c);
@@ -951,7 +951,8 @@ int kvmca_issue(struct kvmca *ca, const struct kvmca_request *r,
         set_err(err, "CA state %s/issued: %s", ca->state_dir, strerror(-ret));
         goto out;
     }
-    out->der = steal_ptr(der);
+    out->der = xmalloc((size_t)der_len);
+    memcpy(out->der, der, (size_t)der_len);
     out->der_len = (size_t)der_len;
     out->serial_hex = xstrdup(serial_hex);
     out->sha256_hex = steal_ptr(fp);
@@ -1127,7 +1128,8 @@ int kvmca_crl(struct kvmca *ca, long next_update_secs, unsigned char **der,
     len = i2d_X509_CRL(crl, &out);
     if (len <= 0)
         goto fail;
-    *der = steal_ptr(out);
+    *der = xmalloc((size_t)len);
+    memcpy(*der, out, (size_t)len);
     *der_len = (size_t)len;
     ret = 0;
     goto out;
@@ -1140,6 +1142,7 @@ fail:
     ret = -EINVAL;
 out:
     close(lockfd);
+    OPENSSL_free(out);
     X509_EXTENSION_free(aki);
     ASN1_INTEGER_free(num);
     ASN1_TIME_free(t);

@@ -218,6 +218,83 @@ static unsigned int uint_arg(const char *name, const char *s, int *bad)
     return (unsigned int)v;
 }
 
+static int open_ca(const char *configfile, struct conf *conf, struct kvmca **ca)
+{
+    char hostbuf[256];
+    struct kvmca_opts opts;
+    char *err = NULL;
+
+    if (!configfile) {
+        say("refused: --configfile is required");
+        return -1;
+    }
+    if (read_conf(configfile, conf) < 0)
+        return -1;
+    if (!conf->host) {
+        if (gethostname(hostbuf, sizeof hostbuf) < 0)
+            snprintf(hostbuf, sizeof hostbuf, "localhost");
+        hostbuf[sizeof hostbuf - 1] = '\0';
+        conf->host = xstrdup(hostbuf);
+    }
+    opts = (struct kvmca_opts){
+        .signing_key = conf->signing_key,
+        .issuer_chain = conf->issuer_chain,
+        .state_dir = conf->state_dir,
+        .host = conf->host,
+        .validity_days = conf->validity_days,
+    };
+    if (kvmca_open(&opts, ca, &err) < 0) {
+        say("refused: %s", err);
+        free(err);
+        return -1;
+    }
+    return 0;
+}
+
+/* --revoke and --gencrl: the site administrator's side until vtpmd
+ * revokes on delete itself. */
+static int admin(const char *configfile, const char *revoke, const char *gencrl,
+                 long next_update)
+{
+    struct conf conf = { .validity_days = -1 };
+    struct kvmca *ca = NULL;
+    unsigned char *der = NULL;
+    size_t len = 0;
+    char *err = NULL;
+    int rc = 1;
+
+    if (open_ca(configfile, &conf, &ca) < 0)
+        goto out;
+    if (revoke) {
+        if (kvmca_revoke(ca, revoke, &err) < 0) {
+            say("revoke: %s", err);
+            goto out;
+        }
+        say("revoked serial=%s", revoke);
+    }
+    if (gencrl) {
+        char *dir autofree = xstrdup(gencrl);
+        char *slash = strrchr(dir, '/');
+        const char *base = slash ? slash + 1 : gencrl;
+        if (slash)
+            *slash = '\0';
+        if (kvmca_crl(ca, next_update, &der, &len, &err) < 0) {
+            say("crl: %s", err);
+            goto out;
+        }
+        if (write_cert(slash ? dir : ".", base, der, len) < 0)
+            goto out;
+        say("wrote CRL %s", gencrl);
+    }
+    rc = 0;
+out:
+    free(der);
+    free(err);
+    kvmca_free(ca);
+    conf_free(&conf);
+    return rc;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -226,8 +303,12 @@ static void usage(FILE *f)
 "         [--tpm-spec-family S --tpm-spec-level N --tpm-spec-revision N]\n"
 "         [--tpm-manufacturer S --tpm-model S --tpm-version S]\n"
 "         [--allow-signing] [--decryption]\n"
+"       " PROG " --configfile FILE --revoke SERIAL\n"
+"       " PROG " --configfile FILE --gencrl OUT.crl [--crl-next-update SECONDS]\n"
 "swtpm_setup's create_certs_tool: signs the vTPM's EK or platform\n"
-"certificate with the site CA and writes ek.cert or platform.cert to DIR.\n");
+"certificate with the site CA and writes ek.cert or platform.cert to DIR.\n"
+"--revoke adds a serial (hex) to the CA's revoked list; --gencrl writes the\n"
+"CRL (DER) signed by the CA key, nextUpdate in SECONDS (default 86400).\n");
 }
 
 int main(int argc, char **argv)
@@ -250,17 +331,21 @@ int main(int argc, char **argv)
         { "tpm2", no_argument, NULL, '2' },
         { "allow-signing", no_argument, NULL, 's' },
         { "decryption", no_argument, NULL, 'D' },
+        { "revoke", required_argument, NULL, 'r' },
+        { "gencrl", required_argument, NULL, 'g' },
+        { "crl-next-update", required_argument, NULL, 'n' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     struct kvmca_request req = { .spec_family = NULL };
     struct conf conf = { .validity_days = -1 };
     struct kvmca_cert cert = { 0 };
-    struct kvmca_opts opts;
     struct kvmca *ca = NULL;
     const char *type = NULL, *dir = NULL, *vmid = NULL, *logfile = NULL;
     const char *configfile = NULL, *optsfile = NULL;
-    char uuid[37], hostbuf[256];
+    const char *revoke = NULL, *gencrl = NULL;
+    long next_update = 86400;
+    char uuid[37];
     char *err = NULL;
     int c, bad = 0, tpm2 = 0, rc = 1;
 
@@ -282,6 +367,9 @@ int main(int argc, char **argv)
         case '2': tpm2 = 1; break;
         case 's': req.allow_signing = true; break;
         case 'D': req.decryption = true; break;
+        case 'r': revoke = optarg; break;
+        case 'g': gencrl = optarg; break;
+        case 'n': next_update = (long)uint_arg("--crl-next-update", optarg, &bad); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -297,6 +385,10 @@ int main(int argc, char **argv)
     }
     if (bad)
         goto out;
+    if (revoke || gencrl) {
+        rc = admin(configfile, revoke, gencrl, next_update);
+        goto out;
+    }
     if (!type || (strcmp(type, "ek") && strcmp(type, "platform"))) {
         say("refused: --type must be ek or platform");
         goto out;
@@ -316,30 +408,13 @@ int main(int argc, char **argv)
         goto out;
     }
     req.instance_uuid = uuid;
-    if (read_conf(configfile, &conf) < 0)
+    if (open_ca(configfile, &conf, &ca) < 0)
         goto out;
     if (optsfile && read_opts(optsfile, &conf) < 0)
         goto out;
     req.platform_manufacturer = conf.platform_manufacturer;
     req.platform_model = conf.platform_model;
     req.platform_version = conf.platform_version;
-    if (!conf.host) {
-        if (gethostname(hostbuf, sizeof hostbuf) < 0)
-            snprintf(hostbuf, sizeof hostbuf, "localhost");
-        hostbuf[sizeof hostbuf - 1] = '\0';
-        conf.host = xstrdup(hostbuf);
-    }
-    opts = (struct kvmca_opts){
-        .signing_key = conf.signing_key,
-        .issuer_chain = conf.issuer_chain,
-        .state_dir = conf.state_dir,
-        .host = conf.host,
-        .validity_days = conf.validity_days,
-    };
-    if (kvmca_open(&opts, &ca, &err) < 0) {
-        say("refused: %s", err);
-        goto out;
-    }
     if (kvmca_issue(ca, &req, &cert, &err) < 0) {
         say("refused: instance=%s type=%s: %s", uuid, type, err);
         goto out;
