@@ -16,3 +16,12 @@ TESTS += tests/unit/test_kvmca
 
 TESTS += tests/integration/kvm-certtool.sh
 EXTRA_DIST += tests/integration/kvm-certtool.sh tests/lib/kvm.sh
+
+# Benchmark (bench/bench_ekcert.sh; figures in docs/kvm.md).
+noinst_PROGRAMS += bench/bench_kvmca
+bench_bench_kvmca_SOURCES = bench/bench_kvmca.c
+bench_bench_kvmca_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS)
+bench_bench_kvmca_LDADD = libvtpmd.a libvtpmcommon.a $(UUID_LIBS) $(OPENSSL_LIBS)
+EXTRA_DIST += bench/bench_ekcert.sh
+TESTS += tests/integration/kvm-bench-smoke.sh
+EXTRA_DIST += tests/integration/kvm-bench-smoke.sh
