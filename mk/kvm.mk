@@ -25,3 +25,8 @@ bench_bench_kvmca_LDADD = libvtpmd.a libvtpmcommon.a $(UUID_LIBS) $(OPENSSL_LIBS
 EXTRA_DIST += bench/bench_ekcert.sh
 TESTS += tests/integration/kvm-bench-smoke.sh
 EXTRA_DIST += tests/integration/kvm-bench-smoke.sh
+
+# Keylime's ek_check_script.
+dist_pkgdata_SCRIPTS = contrib/keylime/vtpmd-ek-check
+TESTS += tests/integration/kvm-keylime.sh
+EXTRA_DIST += tests/integration/kvm-keylime.sh

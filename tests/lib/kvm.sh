@@ -111,6 +111,11 @@ kvm_nvread() {
         tpm2_nvread -T "swtpm:host=127.0.0.1,port=$_p" "$_n" -o "$_o/$_n.der" \
             >> "$_o/nvread.log" 2>&1 || fail "tpm2_nvread $_n failed"
     done
+    # KVM_READPUB="0x81010001 ...": the EKs' public keys, OUTDIR/<handle>.pem
+    for _n in ${KVM_READPUB:-}; do
+        tpm2_readpublic -T "swtpm:host=127.0.0.1,port=$_p" -c "$_n" -f pem -o "$_o/$_n.pem" \
+            >> "$_o/nvread.log" 2>&1 || fail "tpm2_readpublic $_n failed"
+    done
     kvm_swtpm_stop
 }
 
