@@ -30,3 +30,5 @@ EXTRA_DIST += tests/integration/kvm-bench-smoke.sh
 dist_pkgdata_SCRIPTS = contrib/keylime/vtpmd-ek-check
 TESTS += tests/integration/kvm-keylime.sh
 EXTRA_DIST += tests/integration/kvm-keylime.sh
+dist_man_MANS += docs/vtpm-certtool.8
+dist_doc_DATA += docs/kvm.md

@@ -172,15 +172,22 @@ static int append_line(const char *dir, const char *name, const char *line)
     char *path autofree = NULL;
     int fd, ret;
 
+    bool created = false;
+
     xasprintf(&path, "%s/%s", dir, name);
-    fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        created = true;
+    }
     if (fd < 0)
         return -errno;
     ret = write_all(fd, line, strlen(line));
     if (ret == 0 && fsync(fd) < 0)
         ret = -errno;
     close(fd);
-    if (ret == 0)
+    /* The directory entry needs syncing only when the file is new. */
+    if (ret == 0 && created)
         ret = fsync_dir(dir);
     return ret;
 }
