@@ -241,6 +241,16 @@ static int state_lock(const struct kvmca *ca, char **err)
 
 /* ---- loading ---- */
 
+/* Never prompt for a passphrase (no terminal in a daemon or swtpm_setup). */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return -1;
+}
+
 static int load_pem_key(const char *path, EVP_PKEY **out, char **err)
 {
     struct stat st;
@@ -278,7 +288,7 @@ static int load_pem_key(const char *path, EVP_PKEY **out, char **err)
         return -ENOMEM;
     }
     bio = BIO_new_fp(f, BIO_CLOSE);
-    *out = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+    *out = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
     if (!*out) {
         char *m = kvmca_ossl_msg("signing key %s: not a PEM private key "
                                  "(an encrypted key is not supported)", path);
@@ -303,12 +313,37 @@ static int load_chain(struct kvmca *ca, const char *path, char **err)
     }
     bio = BIO_new_mem_buf(text, -1);
     ca->issuer = PEM_read_bio_X509(bio, NULL, NULL, NULL);
-    BIO_free(bio);
     if (!ca->issuer) {
         char *m = kvmca_ossl_msg("issuer chain %s: no PEM certificate", path);
         set_err(err, "%s", m);
         free(m);
+        BIO_free(bio);
         return -EINVAL;
+    }
+    /* The rest of the chain, if any, must be in order: each certificate
+     * issued by the next. */
+    {
+        X509 *prev = ca->issuer, *next;
+        int n = 1, ret = 0;
+        while (ret == 0 && (next = PEM_read_bio_X509(bio, NULL, NULL, NULL))) {
+            n++;
+            if (X509_check_issued(next, prev) != X509_V_OK ||
+                X509_verify(prev, X509_get0_pubkey(next)) != 1) {
+                set_err(err, "issuer chain %s: certificate %d is not the issuer "
+                        "of certificate %d (issuer certificate first, then up "
+                        "to the root)", path, n, n - 1);
+                ret = -EINVAL;
+            }
+            if (prev != ca->issuer)
+                X509_free(prev);
+            prev = next;
+        }
+        if (prev != ca->issuer)
+            X509_free(prev);
+        ERR_clear_error();
+        BIO_free(bio);
+        if (ret < 0)
+            return ret;
     }
     ca->chain_pem = steal_ptr(text);
     return 0;

@@ -63,6 +63,25 @@ pass "swtpm_setup stores site-CA EK (RSA, ECC) and platform certificates that ve
 s=$(for f in "$T"/nv1/*.pem; do openssl x509 -in "$f" -noout -serial; done | sort -u | wc -l)
 [ "$s" -eq 3 ] || fail "serials not distinct"
 
+# Several swtpm_setup runs at once (libvirt starting many domains): the
+# state's lock keeps serials unique and the issued index whole.
+mod=$(openssl genrsa 2048 2>/dev/null | openssl rsa -noout -modulus | cut -d= -f2)
+before=$(wc -l < "$CA/state/issued")
+pids=
+for i in 1 2 3 4 5 6 7 8; do
+    mkdir "$T/par$i"
+    "$VTPM_CERTTOOL" --type ek --ek "$mod" --dir "$T/par$i" --vmid "i-$i:$UUID" \
+        --tpm-spec-family 2.0 --tpm-spec-level 0 --tpm-spec-revision 164 \
+        --tpm-manufacturer id:00001014 --tpm-model swtpm --tpm-version id:20191023 \
+        --tpm2 --configfile "$CA/ca.conf" > "$T/par$i.log" 2>&1 &
+    pids="$pids $!"
+done
+for p in $pids; do wait "$p" || fail "parallel vtpm-certtool failed"; done
+n=$(for i in 1 2 3 4 5 6 7 8; do openssl x509 -inform der -in "$T/par$i/ek.cert" -noout -serial; done | sort -u | wc -l)
+[ "$n" -eq 8 ] || fail "parallel issuance: $n distinct serials of 8"
+[ $(($(wc -l < "$CA/state/issued") - before)) -eq 8 ] || fail "issued index lost lines"
+pass "parallel issuance: unique serials, every certificate recorded"
+
 # 2. Refusals: each fails swtpm_setup (libvirt fails the start) with a
 # clear message in its log.
 kvm_swtpm_setup "$T/tpm2" "instance-00000002" "$T/setup.conf" "$T/setup2.log" &&

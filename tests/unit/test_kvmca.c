@@ -425,6 +425,27 @@ static void test_key_refused(void **state)
         assert_non_null(strstr(err, "owned by uid 4242"));
         assert_int_equal(chown(key, 0, (gid_t)-1), 0);
     }
+    /* An encrypted key: refused without prompting. */
+    sh("cd %s && openssl pkey -in int.key -aes256 -passout pass:x -out enc.key && "
+       "chmod 600 enc.key", dir);
+    {
+        char *enc autofree = path("enc.key");
+        o.signing_key = enc;
+        assert_int_equal(kvmca_open(&o, &ca, &err), -EINVAL);
+        assert_non_null(strstr(err, "encrypted key is not supported"));
+        o.signing_key = key;
+    }
+    /* A chain out of order (the root is not the issuer's issuer here). */
+    sh("cd %s && openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key "
+       "-out other.pem -subj '/CN=Other' -days 30 >/dev/null 2>&1 && "
+       "cat int.pem other.pem > badchain.pem", dir);
+    {
+        char *bad autofree = path("badchain.pem");
+        o.issuer_chain = bad;
+        assert_int_equal(kvmca_open(&o, &ca, &err), -EINVAL);
+        assert_non_null(strstr(err, "certificate 2 is not the issuer of certificate 1"));
+        o.issuer_chain = chain;
+    }
     /* A key that is not the issuer's. */
     o.signing_key = rootkey;
     assert_int_equal(kvmca_open(&o, &ca, &err), -EINVAL);
