@@ -82,6 +82,35 @@ n=$(for i in 1 2 3 4 5 6 7 8; do openssl x509 -inform der -in "$T/par$i/ek.cert"
 [ $(($(wc -l < "$CA/state/issued") - before)) -eq 8 ] || fail "issued index lost lines"
 pass "parallel issuance: unique serials, every certificate recorded"
 
+# As libvirt runs it: swtpm_setup and the tool as user tss, with a CA key
+# tss owns (standalone mode; root's key is refused there).
+if [ "$(id -u)" = 0 ] && id tss >/dev/null 2>&1; then
+    chmod 0711 "$T"
+    mkdir "$T/tss"
+    cp -r "$CA" "$T/tss/ca"
+    sed "s|$CA|$T/tss/ca|g" "$CA/ca.conf" > "$T/tss/ca/ca.conf"
+    rm -rf "$T/tss/ca/state"
+    kvm_setup_conf "$T/tss/setup.conf" "$VTPM_CERTTOOL" "$T/tss/ca/ca.conf" "$T/tss/ca/opts"
+    chown -R tss:tss "$T/tss"
+    setpriv --reuid=tss --regid=tss --clear-groups sh -c \
+        ". '$top_srcdir/tests/lib/common.sh' >/dev/null; . '$top_srcdir/tests/lib/kvm.sh'; \
+         kvm_swtpm_setup '$T/tss/tpm' 'instance-00000009:$UUID' '$T/tss/setup.conf' '$T/tss/setup.log'" ||
+        fail "swtpm_setup as tss: $(tail -n 5 "$T/tss/setup.log")"
+    [ "$(grep -c 'vtpm-certtool: issued' "$T/tss/setup.log")" -eq 3 ] || fail "as tss: want 3 certificates"
+    # Root's key (0600): unreadable by tss; a clear refusal. (The owner
+    # check itself matters when root, which reads anything, signs.)
+    chown root "$T/tss/ca/int.key"
+    setpriv --reuid=tss --regid=tss --clear-groups sh -c \
+        ". '$top_srcdir/tests/lib/common.sh' >/dev/null; . '$top_srcdir/tests/lib/kvm.sh'; \
+         kvm_swtpm_setup '$T/tss/tpm2' 'instance-00000010:$UUID' '$T/tss/setup.conf' '$T/tss/setup2.log'" &&
+        fail "swtpm_setup as tss succeeded with root's key"
+    grep -q "refused: signing key $T/tss/ca/int.key: Permission denied" "$T/tss/setup2.log" ||
+        fail "as tss: $(tail -n 3 "$T/tss/setup2.log")"
+    pass "as user tss (libvirt's swtpm user): issues with its own key, refused root's"
+elif [ "${CI:-}" = true ]; then
+    fail "the tss user test needs root and the tss user (CI=true)"
+fi
+
 # 2. Refusals: each fails swtpm_setup (libvirt fails the start) with a
 # clear message in its log.
 kvm_swtpm_setup "$T/tpm2" "instance-00000002" "$T/setup.conf" "$T/setup2.log" &&
