@@ -85,24 +85,29 @@ pass "parallel issuance: unique serials, every certificate recorded"
 # As libvirt runs it: swtpm_setup and the tool as user tss, with a CA key
 # tss owns (standalone mode; root's key is refused there).
 if [ "$(id -u)" = 0 ] && id tss >/dev/null 2>&1; then
+    # Everything tss uses is copied under $T: the build and source trees
+    # may sit where tss cannot go (a CI clone under /root).
     chmod 0711 "$T"
     mkdir "$T/tss"
     cp -r "$CA" "$T/tss/ca"
+    cp "$VTPM_CERTTOOL" "$top_srcdir/tests/lib/common.sh" "$top_srcdir/tests/lib/kvm.sh" "$T/tss/"
     sed "s|$CA|$T/tss/ca|g" "$CA/ca.conf" > "$T/tss/ca/ca.conf"
     rm -rf "$T/tss/ca/state"
-    kvm_setup_conf "$T/tss/setup.conf" "$VTPM_CERTTOOL" "$T/tss/ca/ca.conf" "$T/tss/ca/opts"
+    kvm_setup_conf "$T/tss/setup.conf" "$T/tss/vtpm-certtool" "$T/tss/ca/ca.conf" "$T/tss/ca/opts"
     chown -R tss:tss "$T/tss"
-    setpriv --reuid=tss --regid=tss --clear-groups sh -c \
-        ". '$top_srcdir/tests/lib/common.sh' >/dev/null; . '$top_srcdir/tests/lib/kvm.sh'; \
-         kvm_swtpm_setup '$T/tss/tpm' 'instance-00000009:$UUID' '$T/tss/setup.conf' '$T/tss/setup.log'" ||
+    as_tss() { # STATE VMID LOG
+        setpriv --reuid=tss --regid=tss --clear-groups env top_srcdir="$T/tss" \
+            top_builddir="$T/tss" VTPM_CERTTOOL="$T/tss/vtpm-certtool" sh -c \
+            ". '$T/tss/common.sh' >/dev/null; . '$T/tss/kvm.sh'; \
+             kvm_swtpm_setup '$1' '$2' '$T/tss/setup.conf' '$3'"
+    }
+    as_tss "$T/tss/tpm" "instance-00000009:$UUID" "$T/tss/setup.log" ||
         fail "swtpm_setup as tss: $(tail -n 5 "$T/tss/setup.log")"
     [ "$(grep -c 'vtpm-certtool: issued' "$T/tss/setup.log")" -eq 3 ] || fail "as tss: want 3 certificates"
     # Root's key (0600): unreadable by tss; a clear refusal. (The owner
     # check itself matters when root, which reads anything, signs.)
     chown root "$T/tss/ca/int.key"
-    setpriv --reuid=tss --regid=tss --clear-groups sh -c \
-        ". '$top_srcdir/tests/lib/common.sh' >/dev/null; . '$top_srcdir/tests/lib/kvm.sh'; \
-         kvm_swtpm_setup '$T/tss/tpm2' 'instance-00000010:$UUID' '$T/tss/setup.conf' '$T/tss/setup2.log'" &&
+    as_tss "$T/tss/tpm2" "instance-00000010:$UUID" "$T/tss/setup2.log" &&
         fail "swtpm_setup as tss succeeded with root's key"
     grep -q "refused: signing key $T/tss/ca/int.key: Permission denied" "$T/tss/setup2.log" ||
         fail "as tss: $(tail -n 3 "$T/tss/setup2.log")"
