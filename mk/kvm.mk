@@ -32,3 +32,5 @@ TESTS += tests/integration/kvm-keylime.sh
 EXTRA_DIST += tests/integration/kvm-keylime.sh
 dist_man_MANS += docs/vtpm-certtool.8
 dist_doc_DATA += docs/kvm.md
+TESTS += tests/integration/kvm-kill.sh
+EXTRA_DIST += tests/integration/kvm-kill.sh
