@@ -60,6 +60,30 @@ awk -v n="$N" -v tv="$tv" -v tl="$tl" 'BEGIN {
 }' 
 
 mod=$(openssl genrsa 2048 2>/dev/null | openssl rsa -noout -modulus | cut -d= -f2)
+
+# The tools alone, one RSA EK certificate per call, same arguments.
+call() { # TOOL CONFIG DIR
+    mkdir -p "$3"
+    "$1" --type ek --ek "$mod" --dir "$3" --vmid "instance-1:9b1d6e1c-3f4a-4f5e-8a2b-1c2d3e4f5a6b" \
+        --tpm-spec-family 2.0 --tpm-spec-level 0 --tpm-spec-revision 164 \
+        --tpm-manufacturer id:00001014 --tpm-model swtpm --tpm-version id:20191023 \
+        --tpm2 --configfile "$2" --optsfile "$CA/opts" >> "$T/calls.log" 2>&1 ||
+        fail "$1 failed (see $T/calls.log)"
+}
+cv=0
+cl=0
+i=0
+while [ $i -lt "$N" ]; do
+    a=$(now); call "$VTPM_CERTTOOL" "$CA/ca.conf" "$T/call-v"; b=$(now)
+    cv=$(awk "BEGIN { print $cv + $b - $a }")
+    a=$(now); call /usr/bin/swtpm_localca "$T/lca.conf" "$T/call-l"; b=$(now)
+    cl=$(awk "BEGIN { print $cl + $b - $a }")
+    i=$((i + 1))
+done
+awk -v n="$N" -v cv="$cv" -v cl="$cl" 'BEGIN {
+    printf "one EK certificate per call (N=%d): vtpm-certtool %.1f ms, swtpm_localca %.1f ms\n", n, cv * 1000 / n, cl * 1000 / n
+}'
+
 printf 'kvmca signing, PEM key (ECDSA P-256): '
 "$top_builddir/bench/bench_kvmca" "$CA/int.key" "$CA/chain.pem" "$T/st-pem" "$mod" "$SIGN_N" ||
     fail "bench_kvmca with the PEM key"
