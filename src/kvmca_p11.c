@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/engine.h>
 #include <openssl/err.h>
@@ -66,10 +67,20 @@ static int read_pin_file(const char *src, char **pin, char **err)
 
     if (strncmp(path, "file:", 5) == 0)
         path += 5;
+    struct stat st;
+
     f = fopen(path, "re");
     if (!f) {
         xasprintf(err, "PKCS#11 pin-source %s: %s", path, strerror(errno));
         return -errno;
+    }
+    /* The PIN unlocks the key: the same rule as a PEM key file. */
+    if (fstat(fileno(f), &st) < 0 || (st.st_mode & 077) != 0) {
+        xasprintf(err, "PKCS#11 pin-source %s: mode %04o is refused: the PIN "
+                  "file must not be readable by group or others (chmod 0600)",
+                  path, (unsigned)(st.st_mode & 07777));
+        fclose(f);
+        return -EPERM;
     }
     if (!fgets(buf, sizeof buf, f))
         buf[0] = '\0';

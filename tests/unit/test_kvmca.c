@@ -570,6 +570,11 @@ static void test_pkcs11(void **state)
     xasprintf(&uri, "pkcs11:token=vtpmca;object=cakey;type=private"
               "?module-path=%s&pin-source=file:%s/pin", SOFTHSM_MODULE, dir);
     o.signing_key = uri;
+    /* A PIN file others can read: refused like a loose key file. */
+    sh("chmod 0644 %s/pin", dir);
+    assert_int_equal(kvmca_open(&o, &ca, &err), -EPERM);
+    assert_non_null(strstr(err, "mode 0644 is refused"));
+    sh("chmod 0600 %s/pin", dir);
     assert_int_equal(kvmca_open(&o, &ca, &err), 0);
     ek_request(&r, mod);
     assert_int_equal(kvmca_issue(ca, &r, &c, &err), 0);
