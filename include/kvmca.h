@@ -89,6 +89,12 @@ void kvmca_cert_clear(struct kvmca_cert *c);
  * revoked serial is a success; a serial this CA never issued is -ENOENT. */
 int kvmca_revoke(struct kvmca *ca, const char *serial_hex, char **err);
 
+/* Revokes every certificate issued for an instance (its EK and platform
+ * certificates: what vtpmd does on delete). *count gets how many were
+ * newly revoked; none issued is a success with 0. */
+int kvmca_revoke_instance(struct kvmca *ca, const char *instance_uuid,
+                          unsigned int *count, char **err);
+
 /* Signs the CRL of every revoked serial, nextUpdate now + next_update_secs,
  * with a durable CRL number. Returns DER (free() it). */
 int kvmca_crl(struct kvmca *ca, long next_update_secs, unsigned char **der,

@@ -1033,12 +1033,27 @@ static bool index_has(const char *text, const char *serial)
     return false;
 }
 
+/* Appends norm to the revoked index unless it is there; lock held. */
+static int revoke_locked(struct kvmca *ca, const char *norm, const char *revoked,
+                         char **err)
+{
+    char *line autofree = NULL;
+    int ret;
+
+    if (revoked && index_has(revoked, norm))
+        return 0;
+    xasprintf(&line, "%s %lld\n", norm, (long long)time(NULL));
+    ret = append_line(ca->state_dir, "revoked", line);
+    if (ret < 0)
+        set_err(err, "CA state %s/revoked: %s", ca->state_dir, strerror(-ret));
+    return ret;
+}
+
 int kvmca_revoke(struct kvmca *ca, const char *serial_hex, char **err)
 {
     char *issued autofree = NULL;
     char *revoked autofree = NULL;
     char *path autofree = NULL;
-    char *line autofree = NULL;
     char *norm autofree = NULL;
     BIGNUM *bn = NULL;
     int lockfd, ret;
@@ -1068,16 +1083,50 @@ int kvmca_revoke(struct kvmca *ca, const char *serial_hex, char **err)
     free(path);
     xasprintf(&path, "%s/revoked", ca->state_dir);
     revoked = read_text(path);
-    if (revoked && index_has(revoked, norm)) {
-        ret = 0;
-        goto out;
-    }
-    xasprintf(&line, "%s %lld\n", norm, (long long)time(NULL));
-    ret = append_line(ca->state_dir, "revoked", line);
-    if (ret < 0)
-        set_err(err, "CA state %s: %s", path, strerror(-ret));
+    ret = revoke_locked(ca, norm, revoked, err);
 out:
     close(lockfd);
+    return ret;
+}
+
+int kvmca_revoke_instance(struct kvmca *ca, const char *instance_uuid,
+                          unsigned int *count, char **err)
+{
+    char *issued autofree = NULL;
+    char *revoked autofree = NULL;
+    char *path autofree = NULL;
+    char uuid[UUIDUTIL_BUFLEN];
+    unsigned int n = 0;
+    int lockfd, ret = 0;
+
+    if (!instance_uuid || uuid_canonical(instance_uuid, uuid) < 0) {
+        set_err(err, "revoke: '%s' is not an instance UUID",
+                instance_uuid ? instance_uuid : "");
+        return -EINVAL;
+    }
+    lockfd = state_lock(ca, err);
+    if (lockfd < 0)
+        return lockfd;
+    xasprintf(&path, "%s/issued", ca->state_dir);
+    issued = read_text(path);
+    free(path);
+    xasprintf(&path, "%s/revoked", ca->state_dir);
+    revoked = read_text(path);
+    /* issued lines: serial type uuid host sha256 time */
+    for (char *p = issued; ret == 0 && p && *p;) {
+        char serial[64], type[16], u[64];
+        char *nl = strchr(p, '\n');
+        if (sscanf(p, "%63s %15s %63s", serial, type, u) == 3 &&
+            strcmp(u, uuid) == 0) {
+            if (!revoked || !index_has(revoked, serial))
+                n++;
+            ret = revoke_locked(ca, serial, revoked, err);
+        }
+        p = nl ? nl + 1 : NULL;
+    }
+    close(lockfd);
+    if (ret == 0 && count)
+        *count = n;
     return ret;
 }
 

@@ -253,8 +253,8 @@ static int open_ca(const char *configfile, struct conf *conf, struct kvmca **ca)
 
 /* --revoke and --gencrl: the site administrator's side until vtpmd
  * revokes on delete itself. */
-static int admin(const char *configfile, const char *revoke, const char *gencrl,
-                 long next_update)
+static int admin(const char *configfile, const char *revoke,
+                 const char *revoke_instance, const char *gencrl, long next_update)
 {
     struct conf conf = { .validity_days = -1 };
     struct kvmca *ca = NULL;
@@ -271,6 +271,14 @@ static int admin(const char *configfile, const char *revoke, const char *gencrl,
             goto out;
         }
         say("revoked serial=%s", revoke);
+    }
+    if (revoke_instance) {
+        unsigned int n = 0;
+        if (kvmca_revoke_instance(ca, revoke_instance, &n, &err) < 0) {
+            say("revoke: %s", err);
+            goto out;
+        }
+        say("revoked instance=%s certificates=%u", revoke_instance, n);
     }
     if (gencrl) {
         char *dir autofree = xstrdup(gencrl);
@@ -303,11 +311,12 @@ static void usage(FILE *f)
 "         [--tpm-spec-family S --tpm-spec-level N --tpm-spec-revision N]\n"
 "         [--tpm-manufacturer S --tpm-model S --tpm-version S]\n"
 "         [--allow-signing] [--decryption]\n"
-"       " PROG " --configfile FILE --revoke SERIAL\n"
+"       " PROG " --configfile FILE --revoke SERIAL | --revoke-instance UUID\n"
 "       " PROG " --configfile FILE --gencrl OUT.crl [--crl-next-update SECONDS]\n"
 "swtpm_setup's create_certs_tool: signs the vTPM's EK or platform\n"
 "certificate with the site CA and writes ek.cert or platform.cert to DIR.\n"
-"--revoke adds a serial (hex) to the CA's revoked list; --gencrl writes the\n"
+"--revoke adds a serial (hex) to the CA's revoked list, --revoke-instance\n"
+"every certificate of an instance; --gencrl writes the\n"
 "CRL (DER) signed by the CA key, nextUpdate in SECONDS (default 86400).\n");
 }
 
@@ -332,6 +341,7 @@ int main(int argc, char **argv)
         { "allow-signing", no_argument, NULL, 's' },
         { "decryption", no_argument, NULL, 'D' },
         { "revoke", required_argument, NULL, 'r' },
+        { "revoke-instance", required_argument, NULL, 'I' },
         { "gencrl", required_argument, NULL, 'g' },
         { "crl-next-update", required_argument, NULL, 'n' },
         { "help", no_argument, NULL, 'h' },
@@ -343,7 +353,7 @@ int main(int argc, char **argv)
     struct kvmca *ca = NULL;
     const char *type = NULL, *dir = NULL, *vmid = NULL, *logfile = NULL;
     const char *configfile = NULL, *optsfile = NULL;
-    const char *revoke = NULL, *gencrl = NULL;
+    const char *revoke = NULL, *revoke_instance = NULL, *gencrl = NULL;
     long next_update = 86400;
     char uuid[37];
     char *err = NULL;
@@ -368,6 +378,7 @@ int main(int argc, char **argv)
         case 's': req.allow_signing = true; break;
         case 'D': req.decryption = true; break;
         case 'r': revoke = optarg; break;
+        case 'I': revoke_instance = optarg; break;
         case 'g': gencrl = optarg; break;
         case 'n': next_update = (long)uint_arg("--crl-next-update", optarg, &bad); break;
         case 'h': usage(stdout); return 0;
@@ -385,8 +396,8 @@ int main(int argc, char **argv)
     }
     if (bad)
         goto out;
-    if (revoke || gencrl) {
-        rc = admin(configfile, revoke, gencrl, next_update);
+    if (revoke || revoke_instance || gencrl) {
+        rc = admin(configfile, revoke, revoke_instance, gencrl, next_update);
         goto out;
     }
     if (!type || (strcmp(type, "ek") && strcmp(type, "platform"))) {

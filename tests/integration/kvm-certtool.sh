@@ -158,10 +158,20 @@ openssl verify -crl_check -CRLfile "$T/site.crl.pem" -CAfile "$CA/root.pem" -unt
 grep -q 'certificate revoked' "$T/v.out" || fail "openssl verify: $(cat "$T/v.out")"
 openssl verify -crl_check -CRLfile "$T/site.crl.pem" -CAfile "$CA/root.pem" -untrusted "$CA/int.pem" \
     "$T/nv1/0x01c00016.der.pem" > "$T/v.out" 2>&1 || fail "unrevoked: $(cat "$T/v.out")"
+# The whole instance (what vtpmd does on delete): its RSA EK, platform and
+# ECC EK certificates of tpm1 (and the tss and parallel ones: same UUID).
+"$VTPM_CERTTOOL" --configfile "$CA/ca.conf" --revoke-instance "$UUID" \
+    --gencrl "$T/site2.crl" > "$T/rev3.log" 2>&1 || fail "revoke-instance: $(cat "$T/rev3.log")"
+grep -q "revoked instance=$UUID certificates=" "$T/rev3.log" || fail "revoke-instance: $(cat "$T/rev3.log")"
+for f in 0x01c00002 0x01c08000 0x01c00016; do
+    s=$(openssl x509 -in "$T/nv1/$f.der.pem" -noout -serial | cut -d= -f2)
+    openssl crl -inform der -in "$T/site2.crl" -noout -text | grep -q "Serial Number: $s" ||
+        fail "revoke-instance: $f's serial $s not in the CRL"
+done
 "$VTPM_CERTTOOL" --configfile "$CA/ca.conf" --revoke 0badc0de > "$T/rev2.log" 2>&1 &&
     fail "revoked a serial never issued"
 grep -q 'was not issued by this CA' "$T/rev2.log" || fail "revoke: $(cat "$T/rev2.log")"
-pass "revoked certificate is in the CRL and fails openssl verify -crl_check"
+pass "revoked certificates (one, or all of an instance) are in the CRL; openssl verify -crl_check refuses them"
 
 # 5. Configuration errors name FILE:LINE:COL.
 printf 'signing_key = %s\nvalidty_days = 3\n' "$CA/int.key" > "$T/bad.conf"

@@ -500,13 +500,35 @@ static void test_revoke_crl(void **state)
     ASN1_INTEGER_free(num);
     assert_int_equal(ASN1_TIME_cmp_time_t(X509_CRL_get0_nextUpdate(crl), time(NULL) + 3000), 1);
     X509_CRL_free(crl);
-    free(der);
+    /* Every certificate of an instance (EK and platform, as on delete). */
+    {
+        struct kvmca_cert c3 = { 0 };
+        unsigned int n = 99;
+        r.instance_uuid = "0f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a";
+        assert_int_equal(kvmca_issue(ca, &r, &c3, &err), 0);
+        assert_int_equal(kvmca_revoke_instance(ca, UUID1, &n, &err), 0);
+        assert_int_equal(n, 1);   /* c2; c1 already revoked */
+        assert_int_equal(kvmca_revoke_instance(ca, UUID1, &n, &err), 0);
+        assert_int_equal(n, 0);
+        assert_int_equal(kvmca_revoke_instance(ca, "7d3c2b1a-0000-4000-8000-000000000001", &n, &err), 0);
+        assert_int_equal(n, 0);
+        assert_int_equal(kvmca_revoke_instance(ca, "nope", &n, &err), -EINVAL);
+        free(der);
+        assert_int_equal(kvmca_crl(ca, 60, &der, &len, &err), 0);
+        p = der;
+        crl = d2i_X509_CRL(NULL, &p, (long)len);
+        assert_int_equal(X509_CRL_get0_by_cert(crl, &rev, x2), 1);
+        assert_int_equal(sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)), 2);
+        X509_CRL_free(crl);
+        free(der);
+        kvmca_cert_clear(&c3);
+    }
     /* The CRL number grows. */
     assert_int_equal(kvmca_crl(ca, 60, &der, &len, &err), 0);
     p = der;
     crl = d2i_X509_CRL(NULL, &p, (long)len);
     num = X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL);
-    assert_int_equal(ASN1_INTEGER_get(num), 2);
+    assert_int_equal(ASN1_INTEGER_get(num), 3);
     ASN1_INTEGER_free(num);
     X509_CRL_free(crl);
     free(der);
