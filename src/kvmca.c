@@ -12,9 +12,9 @@
  * X.509 certificate over the EK, not an attribute certificate; so is ours.
  * vtpmd adds: subject CN=<instance uuid> and the host extension.
  *
- * State directory: "serial" (8 random bytes fixed at creation, hex, and a
- * counter), "issued" and "revoked" (append-only lines), "crlnumber", and
- * "lock" (flock: swtpm_setup may run the tool for several domains at once).
+ * The EK's public key is parsed in kvmca_ek.c, the state directory
+ * (serials, indexes, revocation, CRL) lives in kvmca_state.c, the PKCS#11
+ * key in kvmca_p11.c.
  */
 #include "autoconfig.h"
 
@@ -23,18 +23,14 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <openssl/asn1t.h>
 #include <openssl/bn.h>
-#include <openssl/core_names.h>
 #include <openssl/err.h>
-#include <openssl/param_build.h>
 #include <openssl/pem.h>
-#include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -43,15 +39,6 @@
 #include "uuidutil.h"
 #include "xalloc.h"
 
-struct kvmca {
-    EVP_PKEY *key;
-    struct kvmca_p11 *p11;
-    X509 *issuer;
-    char *chain_pem;
-    char *state_dir;
-    char *host;
-    long validity_days;
-};
 
 /* TPMSpecification ::= SEQUENCE { family UTF8String, level INTEGER,
  * revision INTEGER } (TCG EK Credential Profile, swtpm's tpm.asn). */
@@ -96,8 +83,7 @@ char *kvmca_ossl_msg(const char *fmt, ...)
     return msg;
 }
 
-static void set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_err(char **err, const char *fmt, ...)
+void kvmca_set_err(char **err, const char *fmt, ...)
 {
     va_list ap;
 
@@ -108,135 +94,6 @@ static void set_err(char **err, const char *fmt, ...)
     if (vasprintf(err, fmt, ap) < 0)
         abort();
     va_end(ap);
-}
-
-/* ---- small file helpers ---- */
-
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int ret = 0;
-
-    if (fd < 0)
-        return -errno;
-    if (fsync(fd) < 0)
-        ret = -errno;
-    close(fd);
-    return ret;
-}
-
-static int write_all(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-/* Replaces dir/name with text, durably (tmp, fsync, rename, fsync dir). */
-static int replace_file(const char *dir, const char *name, const char *text)
-{
-    char *path autofree = NULL;
-    char *tmp autofree = NULL;
-    int fd, ret;
-
-    xasprintf(&path, "%s/%s", dir, name);
-    xasprintf(&tmp, "%s/.%s.tmp", dir, name);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return -errno;
-    ret = write_all(fd, text, strlen(text));
-    if (ret == 0 && fsync(fd) < 0)
-        ret = -errno;
-    close(fd);
-    if (ret == 0 && rename(tmp, path) < 0)
-        ret = -errno;
-    if (ret == 0)
-        ret = fsync_dir(dir);
-    if (ret < 0)
-        unlink(tmp);
-    return ret;
-}
-
-static int append_line(const char *dir, const char *name, const char *line)
-{
-    char *path autofree = NULL;
-    int fd, ret;
-
-    bool created = false;
-
-    xasprintf(&path, "%s/%s", dir, name);
-    fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT) {
-        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-        created = true;
-    }
-    if (fd < 0)
-        return -errno;
-    ret = write_all(fd, line, strlen(line));
-    if (ret == 0 && fsync(fd) < 0)
-        ret = -errno;
-    close(fd);
-    /* The directory entry needs syncing only when the file is new. */
-    if (ret == 0 && created)
-        ret = fsync_dir(dir);
-    return ret;
-}
-
-static char *read_text(const char *path)
-{
-    char *buf = NULL;
-    size_t cap = 0, len = 0;
-    FILE *f;
-
-    f = fopen(path, "re");
-    if (!f)
-        return NULL;
-    for (;;) {
-        if (len + 4096 + 1 > cap) {
-            cap = cap ? cap * 2 : 8192;
-            buf = xrealloc(buf, cap);
-        }
-        size_t n = fread(buf + len, 1, cap - len - 1, f);
-        len += n;
-        if (n == 0)
-            break;
-    }
-    fclose(f);
-    buf[len] = '\0';
-    return buf;
-}
-
-/* Takes the state directory's lock; returns the fd to close. */
-static int state_lock(const struct kvmca *ca, char **err)
-{
-    char *path autofree = NULL;
-    int fd;
-
-    xasprintf(&path, "%s/lock", ca->state_dir);
-    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        set_err(err, "CA state %s: %s", path, strerror(errno));
-        return -errno;
-    }
-    while (flock(fd, LOCK_EX) < 0) {
-        if (errno != EINTR) {
-            int e = errno;
-            set_err(err, "CA state %s: lock: %s", path, strerror(e));
-            close(fd);
-            return -e;
-        }
-    }
-    return fd;
 }
 
 /* ---- loading ---- */
@@ -260,23 +117,23 @@ static int load_pem_key(const char *path, EVP_PKEY **out, char **err)
 
     fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
-        set_err(err, "signing key %s: %s", path, strerror(errno));
+        kvmca_set_err(err, "signing key %s: %s", path, strerror(errno));
         return -errno;
     }
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        set_err(err, "signing key %s: not a regular file", path);
+        kvmca_set_err(err, "signing key %s: not a regular file", path);
         close(fd);
         return -EINVAL;
     }
     if ((st.st_mode & 077) != 0) {
-        set_err(err, "signing key %s: mode %04o is refused: the key must not "
+        kvmca_set_err(err, "signing key %s: mode %04o is refused: the key must not "
                 "be readable by group or others (chmod 0600)", path,
                 (unsigned)(st.st_mode & 07777));
         close(fd);
         return KVMCA_EKEYMODE;
     }
     if (st.st_uid != geteuid()) {
-        set_err(err, "signing key %s: owned by uid %u, refused: it must be "
+        kvmca_set_err(err, "signing key %s: owned by uid %u, refused: it must be "
                 "owned by uid %u, the user that signs", path,
                 (unsigned)st.st_uid, (unsigned)geteuid());
         close(fd);
@@ -292,7 +149,7 @@ static int load_pem_key(const char *path, EVP_PKEY **out, char **err)
     if (!*out) {
         char *m = kvmca_ossl_msg("signing key %s: not a PEM private key "
                                  "(an encrypted key is not supported)", path);
-        set_err(err, "%s", m);
+        kvmca_set_err(err, "%s", m);
         free(m);
         ret = -EINVAL;
     } else {
@@ -304,18 +161,18 @@ static int load_pem_key(const char *path, EVP_PKEY **out, char **err)
 
 static int load_chain(struct kvmca *ca, const char *path, char **err)
 {
-    char *text autofree = read_text(path);
+    char *text autofree = kvmca_read_text(path);
     BIO *bio;
 
     if (!text) {
-        set_err(err, "issuer chain %s: %s", path, strerror(errno));
+        kvmca_set_err(err, "issuer chain %s: %s", path, strerror(errno));
         return -EIO;
     }
     bio = BIO_new_mem_buf(text, -1);
     ca->issuer = PEM_read_bio_X509(bio, NULL, NULL, NULL);
     if (!ca->issuer) {
         char *m = kvmca_ossl_msg("issuer chain %s: no PEM certificate", path);
-        set_err(err, "%s", m);
+        kvmca_set_err(err, "%s", m);
         free(m);
         BIO_free(bio);
         return -EINVAL;
@@ -329,7 +186,7 @@ static int load_chain(struct kvmca *ca, const char *path, char **err)
             n++;
             if (X509_check_issued(next, prev) != X509_V_OK ||
                 X509_verify(prev, X509_get0_pubkey(next)) != 1) {
-                set_err(err, "issuer chain %s: certificate %d is not the issuer "
+                kvmca_set_err(err, "issuer chain %s: certificate %d is not the issuer "
                         "of certificate %d (issuer certificate first, then up "
                         "to the root)", path, n, n - 1);
                 ret = -EINVAL;
@@ -349,7 +206,7 @@ static int load_chain(struct kvmca *ca, const char *path, char **err)
     return 0;
 }
 
-static const EVP_MD *sign_md(EVP_PKEY *key)
+const EVP_MD *kvmca_sign_md(EVP_PKEY *key)
 {
     int bits = EVP_PKEY_get_bits(key);
 
@@ -386,7 +243,7 @@ int kvmca_open(const struct kvmca_opts *o, struct kvmca **out, char **err)
 
     if (!o->signing_key || !o->issuer_chain || !o->state_dir || !o->host ||
         !*o->host) {
-        set_err(err, "CA: signing key, issuer chain, state directory and "
+        kvmca_set_err(err, "CA: signing key, issuer chain, state directory and "
                 "host are required");
         ret = -EINVAL;
         goto out;
@@ -398,7 +255,7 @@ int kvmca_open(const struct kvmca_opts *o, struct kvmca **out, char **err)
         char *m = NULL;
         ret = kvmca_p11_load(o->signing_key, &ca->key, &ca->p11, &m);
         if (ret < 0) {
-            set_err(err, "%s", m);
+            kvmca_set_err(err, "%s", m);
             free(m);
             goto out;
         }
@@ -413,13 +270,13 @@ int kvmca_open(const struct kvmca_opts *o, struct kvmca **out, char **err)
     if (X509_check_private_key(ca->issuer, ca->key) != 1) {
         char *m = kvmca_ossl_msg("CA: the signing key does not match the "
                                  "issuer certificate in %s", o->issuer_chain);
-        set_err(err, "%s", m);
+        kvmca_set_err(err, "%s", m);
         free(m);
         ret = -EINVAL;
         goto out;
     }
     if (mkdir(ca->state_dir, 0700) < 0 && errno != EEXIST) {
-        set_err(err, "CA state %s: %s", ca->state_dir, strerror(errno));
+        kvmca_set_err(err, "CA state %s: %s", ca->state_dir, strerror(errno));
         ret = -errno;
         goto out;
     }
@@ -448,172 +305,6 @@ int kvmca_vmid_uuid(const char *vmid, char out[37])
         return -EINVAL;
     memcpy(out, buf, 37);
     return 0;
-}
-
-/* ---- the EK public key ---- */
-
-static bool all_hex(const char *s, size_t n)
-{
-    if (n == 0)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-              (c >= 'A' && c <= 'F')))
-            return false;
-    }
-    return true;
-}
-
-static EVP_PKEY *pkey_fromdata(const char *type, OSSL_PARAM_BLD *bld)
-{
-    OSSL_PARAM *params = OSSL_PARAM_BLD_to_param(bld);
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, type, NULL);
-    EVP_PKEY *pk = NULL;
-
-    if (params && ctx && EVP_PKEY_fromdata_init(ctx) == 1)
-        EVP_PKEY_fromdata(ctx, &pk, EVP_PKEY_PUBLIC_KEY, params);
-    EVP_PKEY_CTX_free(ctx);
-    OSSL_PARAM_free(params);
-    return pk;
-}
-
-static int ek_rsa(const char *hex, EVP_PKEY **out, char **err)
-{
-    OSSL_PARAM_BLD *bld = NULL;
-    BIGNUM *n = NULL, *e = NULL;
-    int ret = -EINVAL, bits;
-
-    if (!all_hex(hex, strlen(hex)) || strlen(hex) > 2048) {
-        set_err(err, "EK: not an RSA modulus in hex");
-        return -EINVAL;
-    }
-    if (!BN_hex2bn(&n, hex) || !(e = BN_new()) || !BN_set_word(e, 65537))
-        goto out;
-    bits = BN_num_bits(n);
-    if (bits != 2048 && bits != 3072 && bits != 4096) {
-        set_err(err, "EK: RSA modulus of %d bits (2048, 3072 or 4096 expected)",
-                bits);
-        goto out;
-    }
-    bld = OSSL_PARAM_BLD_new();
-    if (!bld || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) ||
-        !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e))
-        goto out;
-    *out = pkey_fromdata("RSA", bld);
-    if (*out)
-        ret = 0;
-    else
-        set_err(err, "EK: not a valid RSA public key");
-out:
-    OSSL_PARAM_BLD_free(bld);
-    BN_free(n);
-    BN_free(e);
-    return ret;
-}
-
-/* Left-pads a hex coordinate into len bytes. */
-static int coord(const char *hex, size_t hexlen, unsigned char *dst, size_t len)
-{
-    size_t nbytes = (hexlen + 1) / 2;
-    unsigned char *p;
-
-    if (!all_hex(hex, hexlen) || nbytes > len)
-        return -EINVAL;
-    memset(dst, 0, len);
-    p = dst + len - nbytes;
-    for (size_t i = 0; i < hexlen; i++) {
-        char c = hex[hexlen - 1 - i];
-        int v = c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
-        p[nbytes - 1 - i / 2] |= (unsigned char)(i % 2 ? v << 4 : v);
-    }
-    return 0;
-}
-
-static int ek_ecc(const char *spec, EVP_PKEY **out, char **err)
-{
-    static const struct {
-        const char *id, *group;
-        size_t len;
-    } curves[] = {
-        { "secp256r1", "P-256", 32 }, { "prime256v1", "P-256", 32 },
-        { "secp384r1", "P-384", 48 }, { "secp521r1", "P-521", 66 },
-    };
-    const char *x = NULL, *y = NULL, *id = "secp256r1", *p = spec;
-    size_t xl = 0, yl = 0, idl = strlen(id), i;
-    unsigned char point[1 + 2 * 66];
-    OSSL_PARAM_BLD *bld = NULL;
-    EVP_PKEY_CTX *chk = NULL;
-    int ret = -EINVAL;
-
-    while (*p) {
-        size_t n = strcspn(p, ",");
-        if (strncmp(p, "x=", 2) == 0) {
-            x = p + 2;
-            xl = n - 2;
-        } else if (strncmp(p, "y=", 2) == 0) {
-            y = p + 2;
-            yl = n - 2;
-        } else if (strncmp(p, "id=", 3) == 0) {
-            id = p + 3;
-            idl = n - 3;
-        } else {
-            set_err(err, "EK: unknown ECC parameter in '%s'", spec);
-            return -EINVAL;
-        }
-        p += n;
-        if (*p)
-            p++;
-    }
-    for (i = 0; i < sizeof curves / sizeof curves[0]; i++)
-        if (strlen(curves[i].id) == idl && strncmp(curves[i].id, id, idl) == 0)
-            break;
-    if (i == sizeof curves / sizeof curves[0]) {
-        set_err(err, "EK: unsupported curve '%.*s' (secp256r1, secp384r1, "
-                "secp521r1)", (int)idl, id);
-        return -EINVAL;
-    }
-    if (!x || !y || coord(x, xl, point + 1, curves[i].len) < 0 ||
-        coord(y, yl, point + 1 + curves[i].len, curves[i].len) < 0) {
-        set_err(err, "EK: ECC key needs x=<hex>,y=<hex> of at most %zu bytes",
-                curves[i].len);
-        return -EINVAL;
-    }
-    point[0] = POINT_CONVERSION_UNCOMPRESSED;
-    bld = OSSL_PARAM_BLD_new();
-    if (!bld || !OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
-                                                 curves[i].group, 0) ||
-        !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point,
-                                          1 + 2 * curves[i].len))
-        goto out;
-    *out = pkey_fromdata("EC", bld);
-    if (*out) {
-        chk = EVP_PKEY_CTX_new_from_pkey(NULL, *out, NULL);
-        if (chk && EVP_PKEY_public_check(chk) == 1) {
-            ret = 0;
-        } else {
-            EVP_PKEY_free(*out);
-            *out = NULL;
-        }
-    }
-    if (ret < 0)
-        set_err(err, "EK: the point is not on curve %s", curves[i].id);
-out:
-    ERR_clear_error();
-    EVP_PKEY_CTX_free(chk);
-    OSSL_PARAM_BLD_free(bld);
-    return ret;
-}
-
-int kvmca_ek_parse(const char *ek, EVP_PKEY **out, char **err)
-{
-    if (!ek || !*ek) {
-        set_err(err, "EK: missing");
-        return -EINVAL;
-    }
-    if (strchr(ek, '='))
-        return ek_ecc(ek, out, err);
-    return ek_rsa(ek, out, err);
 }
 
 /* ---- building a certificate ---- */
@@ -780,14 +471,14 @@ static int check_request(const struct kvmca_request *r, char **err)
     char u[UUIDUTIL_BUFLEN];
 
     if (!r->instance_uuid || uuid_canonical(r->instance_uuid, u) < 0) {
-        set_err(err, "request: instance UUID '%s' is not a UUID",
+        kvmca_set_err(err, "request: instance UUID '%s' is not a UUID",
                 r->instance_uuid ? r->instance_uuid : "");
         return -EINVAL;
     }
     if (r->type == KVMCA_CERT_EK) {
         if (!attr_ok(r->tpm_manufacturer) || !attr_ok(r->tpm_model) ||
             !attr_ok(r->tpm_version) || !attr_ok(r->spec_family)) {
-            set_err(err, "request: an EK certificate needs --tpm-manufacturer, "
+            kvmca_set_err(err, "request: an EK certificate needs --tpm-manufacturer, "
                     "--tpm-model, --tpm-version and --tpm-spec-family "
                     "(printable, at most 128 characters)");
             return -EINVAL;
@@ -795,66 +486,16 @@ static int check_request(const struct kvmca_request *r, char **err)
     } else if (r->type == KVMCA_CERT_PLATFORM) {
         if (!attr_ok(r->platform_manufacturer) || !attr_ok(r->platform_model) ||
             !attr_ok(r->platform_version)) {
-            set_err(err, "request: a platform certificate needs "
+            kvmca_set_err(err, "request: a platform certificate needs "
                     "--platform-manufacturer, --platform-model and "
                     "--platform-version (printable, at most 128 characters)");
             return -EINVAL;
         }
     } else {
-        set_err(err, "request: unknown certificate type");
+        kvmca_set_err(err, "request: unknown certificate type");
         return -EINVAL;
     }
     return 0;
-}
-
-/* Reserves the next serial durably: 8 random bytes fixed when the state
- * directory was first used, then a 64-bit counter. The random half keeps
- * serials of different hosts' CAs (or a re-created state directory) apart. */
-static int next_serial(struct kvmca *ca, BIGNUM **out, char **err)
-{
-    char *text autofree = NULL;
-    char *path autofree = NULL;
-    char prefix[17], line[64];
-    unsigned long long counter = 0;
-    unsigned char bytes[16];
-    int ret;
-
-    xasprintf(&path, "%s/serial", ca->state_dir);
-    text = read_text(path);
-    if (text) {
-        if (sscanf(text, "%16[0-9a-f] %llu", prefix, &counter) != 2 ||
-            strlen(prefix) != 16) {
-            set_err(err, "CA state %s: corrupt serial file", path);
-            return -EINVAL;
-        }
-    } else if (errno == ENOENT) {
-        unsigned char r[8];
-        if (RAND_bytes(r, sizeof r) != 1) {
-            set_err(err, "CA: no randomness for the serial prefix");
-            return -EIO;
-        }
-        r[0] = (unsigned char)((r[0] & 0x7f) | 0x40); /* positive, 16 bytes */
-        for (int i = 0; i < 8; i++)
-            snprintf(prefix + 2 * i, 3, "%02x", r[i]);
-    } else {
-        set_err(err, "CA state %s: %s", path, strerror(errno));
-        return -errno;
-    }
-    counter++;
-    snprintf(line, sizeof line, "%s %llu\n", prefix, counter);
-    ret = replace_file(ca->state_dir, "serial", line);
-    if (ret < 0) {
-        set_err(err, "CA state %s: %s", path, strerror(-ret));
-        return ret;
-    }
-    for (int i = 0; i < 8; i++) {
-        unsigned int b;
-        sscanf(prefix + 2 * i, "%2x", &b);
-        bytes[i] = (unsigned char)b;
-        bytes[8 + i] = (unsigned char)(counter >> (56 - 8 * i));
-    }
-    *out = BN_bin2bn(bytes, sizeof bytes, NULL);
-    return *out ? 0 : -ENOMEM;
 }
 
 static char *hex_lower(const unsigned char *b, size_t n)
@@ -903,12 +544,12 @@ int kvmca_issue(struct kvmca *ca, const struct kvmca_request *r,
         return ret;
     ecc = EVP_PKEY_get_base_id(ek) == EVP_PKEY_EC;
 
-    lockfd = state_lock(ca, err);
+    lockfd = kvmca_state_lock(ca, err);
     if (lockfd < 0) {
         ret = lockfd;
         goto out;
     }
-    ret = next_serial(ca, &serial, err);
+    ret = kvmca_next_serial(ca, &serial, err);
     if (ret < 0)
         goto out;
     ret = -ENOMEM;
@@ -961,10 +602,10 @@ int kvmca_issue(struct kvmca *ca, const struct kvmca_request *r,
     if (!add_host(crt, ca->host))
         goto fail;
 
-    if (X509_sign(crt, ca->key, sign_md(ca->key)) <= 0) {
+    if (X509_sign(crt, ca->key, kvmca_sign_md(ca->key)) <= 0) {
         char *m = kvmca_ossl_msg("CA: signing failed: the signing key is not "
                                  "usable (HSM or token gone?)");
-        set_err(err, "%s", m);
+        kvmca_set_err(err, "%s", m);
         free(m);
         ret = KVMCA_ESIGN;
         goto out;
@@ -974,7 +615,7 @@ int kvmca_issue(struct kvmca *ca, const struct kvmca_request *r,
     if (!ipub || X509_verify(crt, ipub) != 1) {
         char *m = kvmca_ossl_msg("CA: the signature does not verify with the "
                                  "issuer certificate");
-        set_err(err, "%s", m);
+        kvmca_set_err(err, "%s", m);
         free(m);
         ret = KVMCA_ESIGN;
         goto out;
@@ -988,9 +629,9 @@ int kvmca_issue(struct kvmca *ca, const struct kvmca_request *r,
     xasprintf(&line, "%s %s %s %s %s %lld\n", serial_hex,
               r->type == KVMCA_CERT_EK ? (ecc ? "ek-ecc" : "ek-rsa") : "platform",
               uuid, ca->host, fp, (long long)time(NULL));
-    ret = append_line(ca->state_dir, "issued", line);
+    ret = kvmca_append_line(ca->state_dir, "issued", line);
     if (ret < 0) {
-        set_err(err, "CA state %s/issued: %s", ca->state_dir, strerror(-ret));
+        kvmca_set_err(err, "CA state %s/issued: %s", ca->state_dir, strerror(-ret));
         goto out;
     }
     out->der = xmalloc((size_t)der_len);
@@ -1003,7 +644,7 @@ int kvmca_issue(struct kvmca *ca, const struct kvmca_request *r,
 fail:
     {
         char *m = kvmca_ossl_msg("CA: cannot build the certificate");
-        set_err(err, "%s", m);
+        kvmca_set_err(err, "%s", m);
         free(m);
     }
 out:
@@ -1021,222 +662,3 @@ out:
     return ret;
 }
 
-/* ---- revocation ---- */
-
-static bool index_has(const char *text, const char *serial)
-{
-    size_t n = strlen(serial);
-
-    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
-        if (strncmp(p, serial, n) == 0 && p[n] == ' ')
-            return true;
-    return false;
-}
-
-/* Appends norm to the revoked index unless it is there; lock held. */
-static int revoke_locked(struct kvmca *ca, const char *norm, const char *revoked,
-                         char **err)
-{
-    char *line autofree = NULL;
-    int ret;
-
-    if (revoked && index_has(revoked, norm))
-        return 0;
-    xasprintf(&line, "%s %lld\n", norm, (long long)time(NULL));
-    ret = append_line(ca->state_dir, "revoked", line);
-    if (ret < 0)
-        set_err(err, "CA state %s/revoked: %s", ca->state_dir, strerror(-ret));
-    return ret;
-}
-
-int kvmca_revoke(struct kvmca *ca, const char *serial_hex, char **err)
-{
-    char *issued autofree = NULL;
-    char *revoked autofree = NULL;
-    char *path autofree = NULL;
-    char *norm autofree = NULL;
-    BIGNUM *bn = NULL;
-    int lockfd, ret;
-
-    if (!serial_hex || !all_hex(serial_hex, strlen(serial_hex)) ||
-        strlen(serial_hex) > 40 || !BN_hex2bn(&bn, serial_hex)) {
-        set_err(err, "revoke: '%s' is not a serial number in hex",
-                serial_hex ? serial_hex : "");
-        return -EINVAL;
-    }
-    {
-        char *h = BN_bn2hex(bn);
-        norm = xstrdup(h);
-        OPENSSL_free(h);
-        BN_free(bn);
-    }
-    lockfd = state_lock(ca, err);
-    if (lockfd < 0)
-        return lockfd;
-    xasprintf(&path, "%s/issued", ca->state_dir);
-    issued = read_text(path);
-    if (!issued || !index_has(issued, norm)) {
-        set_err(err, "revoke: serial %s was not issued by this CA", norm);
-        ret = -ENOENT;
-        goto out;
-    }
-    free(path);
-    xasprintf(&path, "%s/revoked", ca->state_dir);
-    revoked = read_text(path);
-    ret = revoke_locked(ca, norm, revoked, err);
-out:
-    close(lockfd);
-    return ret;
-}
-
-int kvmca_revoke_instance(struct kvmca *ca, const char *instance_uuid,
-                          unsigned int *count, char **err)
-{
-    char *issued autofree = NULL;
-    char *revoked autofree = NULL;
-    char *path autofree = NULL;
-    char uuid[UUIDUTIL_BUFLEN];
-    unsigned int n = 0;
-    int lockfd, ret = 0;
-
-    if (!instance_uuid || uuid_canonical(instance_uuid, uuid) < 0) {
-        set_err(err, "revoke: '%s' is not an instance UUID",
-                instance_uuid ? instance_uuid : "");
-        return -EINVAL;
-    }
-    lockfd = state_lock(ca, err);
-    if (lockfd < 0)
-        return lockfd;
-    xasprintf(&path, "%s/issued", ca->state_dir);
-    issued = read_text(path);
-    free(path);
-    xasprintf(&path, "%s/revoked", ca->state_dir);
-    revoked = read_text(path);
-    /* issued lines: serial type uuid host sha256 time */
-    for (char *p = issued; ret == 0 && p && *p;) {
-        char serial[64], type[16], u[64];
-        char *nl = strchr(p, '\n');
-        if (sscanf(p, "%63s %15s %63s", serial, type, u) == 3 &&
-            strcmp(u, uuid) == 0) {
-            if (!revoked || !index_has(revoked, serial))
-                n++;
-            ret = revoke_locked(ca, serial, revoked, err);
-        }
-        p = nl ? nl + 1 : NULL;
-    }
-    close(lockfd);
-    if (ret == 0 && count)
-        *count = n;
-    return ret;
-}
-
-int kvmca_crl(struct kvmca *ca, long next_update_secs, unsigned char **der,
-              size_t *der_len, char **err)
-{
-    char *revoked autofree = NULL;
-    char *path autofree = NULL;
-    char *numtext autofree = NULL;
-    char numline[32];
-    unsigned long long crlnum = 0;
-    X509_CRL *crl = NULL;
-    ASN1_TIME *t = NULL;
-    ASN1_INTEGER *num = NULL;
-    X509V3_CTX ctx;
-    X509_EXTENSION *aki = NULL;
-    unsigned char *out = NULL;
-    int lockfd, len, ret = -ENOMEM;
-
-    if (next_update_secs <= 0) {
-        set_err(err, "CRL: nextUpdate must be in the future");
-        return -EINVAL;
-    }
-    lockfd = state_lock(ca, err);
-    if (lockfd < 0)
-        return lockfd;
-    xasprintf(&path, "%s/revoked", ca->state_dir);
-    revoked = read_text(path);
-    free(path);
-    xasprintf(&path, "%s/crlnumber", ca->state_dir);
-    numtext = read_text(path);
-    if (numtext)
-        crlnum = strtoull(numtext, NULL, 10);
-    crlnum++;
-    snprintf(numline, sizeof numline, "%llu\n", crlnum);
-    ret = replace_file(ca->state_dir, "crlnumber", numline);
-    if (ret < 0) {
-        set_err(err, "CA state %s: %s", path, strerror(-ret));
-        goto out;
-    }
-    ret = -ENOMEM;
-    crl = X509_CRL_new();
-    t = ASN1_TIME_new();
-    num = ASN1_INTEGER_new();
-    if (!crl || !t || !num || !X509_CRL_set_version(crl, X509_CRL_VERSION_2) ||
-        !X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca->issuer)) ||
-        !X509_gmtime_adj(t, 0) || !X509_CRL_set1_lastUpdate(crl, t) ||
-        !X509_gmtime_adj(t, next_update_secs) || !X509_CRL_set1_nextUpdate(crl, t))
-        goto fail;
-    for (char *p = revoked; p && *p;) {
-        char serial[64];
-        long long when;
-        char *nl = strchr(p, '\n');
-        if (sscanf(p, "%63s %lld", serial, &when) == 2) {
-            X509_REVOKED *rev = X509_REVOKED_new();
-            BIGNUM *bn = NULL;
-            ASN1_INTEGER *ai = NULL;
-            ASN1_TIME *rt = ASN1_TIME_set(NULL, (time_t)when);
-            int ok = rev && rt && BN_hex2bn(&bn, serial) &&
-                     (ai = BN_to_ASN1_INTEGER(bn, NULL)) &&
-                     X509_REVOKED_set_serialNumber(rev, ai) &&
-                     X509_REVOKED_set_revocationDate(rev, rt) &&
-                     X509_CRL_add0_revoked(crl, rev);
-            ASN1_INTEGER_free(ai);
-            ASN1_TIME_free(rt);
-            BN_free(bn);
-            if (!ok) {
-                X509_REVOKED_free(rev);
-                goto fail;
-            }
-        }
-        p = nl ? nl + 1 : NULL;
-    }
-    X509_CRL_sort(crl);
-    if (!ASN1_INTEGER_set_uint64(num, crlnum) ||
-        !X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, 0))
-        goto fail;
-    X509V3_set_ctx(&ctx, ca->issuer, NULL, NULL, crl, 0);
-    aki = X509V3_EXT_conf_nid(NULL, &ctx, NID_authority_key_identifier, "keyid");
-    if (!aki || !X509_CRL_add_ext(crl, aki, -1))
-        goto fail;
-    if (X509_CRL_sign(crl, ca->key, sign_md(ca->key)) <= 0) {
-        char *m = kvmca_ossl_msg("CRL: signing failed: the signing key is not "
-                                 "usable (HSM or token gone?)");
-        set_err(err, "%s", m);
-        free(m);
-        ret = KVMCA_ESIGN;
-        goto out;
-    }
-    len = i2d_X509_CRL(crl, &out);
-    if (len <= 0)
-        goto fail;
-    *der = xmalloc((size_t)len);
-    memcpy(*der, out, (size_t)len);
-    *der_len = (size_t)len;
-    ret = 0;
-    goto out;
-fail:
-    {
-        char *m = kvmca_ossl_msg("CRL: cannot build the CRL");
-        set_err(err, "%s", m);
-        free(m);
-    }
-    ret = -EINVAL;
-out:
-    close(lockfd);
-    OPENSSL_free(out);
-    X509_EXTENSION_free(aki);
-    ASN1_INTEGER_free(num);
-    ASN1_TIME_free(t);
-    X509_CRL_free(crl);
-    return ret;
-}
