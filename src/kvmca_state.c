@@ -21,42 +21,13 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "fileutil.h"
 #include "kvmca.h"
 #include "kvmca_priv.h"
 #include "uuidutil.h"
 #include "xalloc.h"
 
 /* ---- small file helpers ---- */
-
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int ret = 0;
-
-    if (fd < 0)
-        return -errno;
-    if (fsync(fd) < 0)
-        ret = -errno;
-    close(fd);
-    return ret;
-}
-
-static int write_all(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
 
 /* Replaces dir/name with text, durably (tmp, fsync, rename, fsync dir). */
 static int replace_file(const char *dir, const char *name, const char *text)
@@ -70,14 +41,14 @@ static int replace_file(const char *dir, const char *name, const char *text)
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
-    ret = write_all(fd, text, strlen(text));
+    ret = file_write_all(fd, text, strlen(text));
     if (ret == 0 && fsync(fd) < 0)
         ret = -errno;
     close(fd);
     if (ret == 0 && rename(tmp, path) < 0)
         ret = -errno;
     if (ret == 0)
-        ret = fsync_dir(dir);
+        ret = file_fsync_dir(dir);
     if (ret < 0)
         unlink(tmp);
     return ret;
@@ -98,13 +69,13 @@ int kvmca_append_line(const char *dir, const char *name, const char *line)
     }
     if (fd < 0)
         return -errno;
-    ret = write_all(fd, line, strlen(line));
+    ret = file_write_all(fd, line, strlen(line));
     if (ret == 0 && fsync(fd) < 0)
         ret = -errno;
     close(fd);
     /* The directory entry needs syncing only when the file is new. */
     if (ret == 0 && created)
-        ret = fsync_dir(dir);
+        ret = file_fsync_dir(dir);
     return ret;
 }
 

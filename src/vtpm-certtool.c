@@ -22,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fileutil.h"
 #include "kvmca.h"
 #include "xalloc.h"
 
@@ -194,7 +195,7 @@ static int write_cert(const char *dir, const char *name,
         say("%s: %s", tmp, strerror(errno));
         return -1;
     }
-    ok = write(fd, der, len) == (ssize_t)len && fsync(fd) == 0;
+    ok = file_write_all(fd, der, len) == 0 && fsync(fd) == 0;
     ok = (close(fd) == 0) && ok;
     if (!ok || rename(tmp, path) < 0) {
         say("%s: %s", path, strerror(errno));
