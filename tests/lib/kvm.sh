@@ -92,20 +92,34 @@ kvm_swtpm_setup() {
 kvm_nvread() {
     _s=$1 _o=$2
     shift 2
-    _p=$(kvm_free_port)
-    _c=$((_p + 1))
-    swtpm socket --tpm2 --tpmstate dir="$_s" \
-        --server type=tcp,port="$_p",bindaddr=127.0.0.1 \
-        --ctrl type=tcp,port="$_c",bindaddr=127.0.0.1 \
-        --flags not-need-init,startup-clear --pid file="$_o/swtpm.pid" \
-        --log file="$_o/swtpm.log" &
-    KVM_SWTPM_PID=$!
-    add_cleanup kvm_swtpm_stop
-    _i=0
-    while ! tpm2_getcap -T "swtpm:host=127.0.0.1,port=$_p" properties-fixed >/dev/null 2>&1; do
-        _i=$((_i + 1))
-        [ $_i -gt 100 ] && fail "swtpm did not answer on port $_p"
-        sleep 0.1
+    # P+1 may be taken even though P was free: then swtpm exits, and we
+    # try other ports.
+    _try=0
+    while :; do
+        _try=$((_try + 1))
+        [ $_try -gt 5 ] && fail "swtpm did not start on 5 port pairs (see $_o/swtpm.log)"
+        _p=$(kvm_free_port)
+        _c=$((_p + 1))
+        swtpm socket --tpm2 --tpmstate dir="$_s" \
+            --server type=tcp,port="$_p",bindaddr=127.0.0.1 \
+            --ctrl type=tcp,port="$_c",bindaddr=127.0.0.1 \
+            --flags not-need-init,startup-clear --pid file="$_o/swtpm.pid" \
+            --log file="$_o/swtpm.log" &
+        KVM_SWTPM_PID=$!
+        if [ -z "${KVM_CLEANUP_SET:-}" ]; then
+            add_cleanup kvm_swtpm_stop
+            KVM_CLEANUP_SET=1
+        fi
+        _i=0
+        while kill -0 "$KVM_SWTPM_PID" 2>/dev/null &&
+              ! tpm2_getcap -T "swtpm:host=127.0.0.1,port=$_p" properties-fixed >/dev/null 2>&1; do
+            _i=$((_i + 1))
+            [ $_i -gt 100 ] && fail "swtpm did not answer on port $_p"
+            sleep 0.1
+        done
+        kill -0 "$KVM_SWTPM_PID" 2>/dev/null && break
+        wait "$KVM_SWTPM_PID" 2>/dev/null
+        KVM_SWTPM_PID=
     done
     for _n in "$@"; do
         tpm2_nvread -T "swtpm:host=127.0.0.1,port=$_p" "$_n" -o "$_o/$_n.der" \
