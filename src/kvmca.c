@@ -117,8 +117,9 @@ static int load_pem_key(const char *path, EVP_PKEY **out, char **err)
 
     fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
-        kvmca_set_err(err, "signing key %s: %s", path, strerror(errno));
-        return -errno;
+        int e = errno;
+        kvmca_set_err(err, "signing key %s: %s", path, strerror(e));
+        return -e;
     }
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         kvmca_set_err(err, "signing key %s: not a regular file", path);
@@ -276,8 +277,8 @@ int kvmca_open(const struct kvmca_opts *o, struct kvmca **out, char **err)
         goto out;
     }
     if (mkdir(ca->state_dir, 0700) < 0 && errno != EEXIST) {
-        kvmca_set_err(err, "CA state %s: %s", ca->state_dir, strerror(errno));
         ret = -errno;
+        kvmca_set_err(err, "CA state %s: %s", ca->state_dir, strerror(-ret));
         goto out;
     }
     *out = steal_ptr(ca);

@@ -71,8 +71,9 @@ static int read_pin_file(const char *src, char **pin, char **err)
 
     f = fopen(path, "re");
     if (!f) {
-        xasprintf(err, "PKCS#11 pin-source %s: %s", path, strerror(errno));
-        return -errno;
+        int e = errno;
+        xasprintf(err, "PKCS#11 pin-source %s: %s", path, strerror(e));
+        return -e;
     }
     /* The PIN unlocks the key: the same rule as a PEM key file. */
     if (fstat(fileno(f), &st) < 0 || (st.st_mode & 077) != 0) {

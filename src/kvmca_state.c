@@ -112,8 +112,9 @@ int kvmca_state_lock(const struct kvmca *ca, char **err)
     xasprintf(&path, "%s/lock", ca->state_dir);
     fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
-        kvmca_set_err(err, "CA state %s: %s", path, strerror(errno));
-        return -errno;
+        int e = errno;
+        kvmca_set_err(err, "CA state %s: %s", path, strerror(e));
+        return -e;
     }
     while (flock(fd, LOCK_EX) < 0) {
         if (errno != EINTR) {
@@ -156,8 +157,9 @@ int kvmca_next_serial(struct kvmca *ca, BIGNUM **out, char **err)
         for (int i = 0; i < 8; i++)
             snprintf(prefix + 2 * i, 3, "%02x", r[i]);
     } else {
-        kvmca_set_err(err, "CA state %s: %s", path, strerror(errno));
-        return -errno;
+        int e = errno;
+        kvmca_set_err(err, "CA state %s: %s", path, strerror(e));
+        return -e;
     }
     counter++;
     snprintf(line, sizeof line, "%s %llu\n", prefix, counter);
