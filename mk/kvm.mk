@@ -8,11 +8,7 @@ vtpm_certtool_SOURCES = src/vtpm-certtool.c
 vtpm_certtool_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS)
 vtpm_certtool_LDADD = libvtpmd.a libvtpmcommon.a $(UUID_LIBS) $(OPENSSL_LIBS)
 
-check_PROGRAMS += tests/unit/test_kvmca
-tests_unit_test_kvmca_SOURCES = tests/unit/test_kvmca.c
-tests_unit_test_kvmca_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_kvmca_LDADD = $(UNIT_LIBS)
-TESTS += tests/unit/test_kvmca
+UNIT_TESTS += tests/unit/test_kvmca
 
 TESTS += tests/integration/kvm-certtool.sh
 EXTRA_DIST += tests/integration/kvm-certtool.sh tests/lib/kvm.sh
