@@ -80,3 +80,4 @@ noinst_PROGRAMS += bench/bus_floor
 bench_bus_floor_SOURCES = bench/bus_floor.c bench/amqp_plain.c bench/amqp_plain.h
 bench_bus_floor_CFLAGS = $(libvtpmd_a_CFLAGS)
 bench_bus_floor_LDADD = $(VTPMD_LIBS)
+EXTRA_DIST += bench/cfg-worst.sh

@@ -19,6 +19,14 @@
 
 /* A configuration file is small; anything larger is a mistake. */
 #define CFG_MAX_FILE (1024 * 1024)
+/* Nesting and alias expansion are bounded so that a hostile or broken file
+ * costs at most a linear parse: libyaml's scanner is quadratic in the nesting
+ * depth, and aliases expand a DAG into a tree as we walk it ("billion
+ * laughs"). Both are far above anything a real configuration needs. */
+#define CFG_MAX_DEPTH 64
+#define CFG_MAX_NODES 100000
+/* Errors beyond this many are dropped behind one summary line. */
+#define CFG_MAX_ERRORS 100
 
 struct cfg_ctx {
     const char *name;
@@ -29,6 +37,7 @@ struct cfg_ctx {
     struct cfg_pos *pos; /* per key of table */
     bool *seen;
     bool world_readable;
+    size_t *budget; /* nodes the walk may still visit (shared by sub-walks) */
 };
 
 static const char *const bool_true[] = {"true", "yes", "on", "True", "TRUE", "Yes", "YES", "On", "ON", NULL};
@@ -78,6 +87,15 @@ static void cfg_verror(struct cfg_ctx *ctx, struct cfg_pos pos,
 {
     char *msg, *line;
 
+    if (ctx->errs->n > CFG_MAX_ERRORS)
+        return;
+    if (ctx->errs->n == CFG_MAX_ERRORS) {
+        xasprintf(&line, "%s: too many errors, stopping here", ctx->name);
+        ctx->errs->msgs = xreallocarray(ctx->errs->msgs, ctx->errs->n + 1,
+                                        sizeof(char *));
+        ctx->errs->msgs[ctx->errs->n++] = line;
+        return;
+    }
     if (vasprintf(&msg, fmt, ap) < 0)
         abort();
     xasprintf(&line, "%s:%d:%d: %s", ctx->name, pos.line ? pos.line : 1,
@@ -556,42 +574,86 @@ static bool scalar_is_null(const yaml_node_t *n)
 
 static void walk_map(struct cfg_ctx *ctx, yaml_node_t *map, const char *prefix);
 
-static bool key_is_dup(struct cfg_ctx *ctx, yaml_node_t *map,
-                       yaml_node_pair_t *pair)
-{
-    yaml_node_t *key = yaml_document_get_node(ctx->doc, pair->key);
+/* Marks dup[i] for every scalar key of the mapping equal to an earlier one,
+ * in O(n log n): a mapping may hold many keys. */
+struct keyref {
+    const char *key;
+    size_t i;
+};
 
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < pair; p++) {
-        yaml_node_t *other = yaml_document_get_node(ctx->doc, p->key);
-        if (other->type == YAML_SCALAR_NODE &&
-            strcmp((char *)other->data.scalar.value,
-                   (char *)key->data.scalar.value) == 0)
-            return true;
+static int keyref_cmp(const void *a, const void *b)
+{
+    const struct keyref *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+
+    if (c != 0)
+        return c;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+static bool *dup_keys(struct cfg_ctx *ctx, yaml_node_t *map)
+{
+    size_t n = (size_t)(map->data.mapping.pairs.top - map->data.mapping.pairs.start);
+    struct keyref *refs = xcalloc(n ? n : 1, sizeof(*refs));
+    bool *dup = xcalloc(n ? n : 1, sizeof(*dup));
+    size_t m = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *kn = yaml_document_get_node(
+            ctx->doc, map->data.mapping.pairs.start[i].key);
+        if (kn->type == YAML_SCALAR_NODE)
+            refs[m++] = (struct keyref){(char *)kn->data.scalar.value, i};
     }
-    return false;
+    qsort(refs, m, sizeof(*refs), keyref_cmp);
+    for (size_t j = 1; j < m; j++) {
+        if (strcmp(refs[j - 1].key, refs[j].key) == 0)
+            dup[refs[j].i] = true;
+    }
+    free(refs);
+    return dup;
+}
+
+/* Every pair and item the walk visits costs one unit of the budget, so that
+ * aliases cannot make the walk larger than CFG_MAX_NODES. Returns false (after
+ * one error) once it is spent. */
+static bool walk_visit(struct cfg_ctx *ctx, const yaml_node_t *n)
+{
+    if (*ctx->budget == 0)
+        return false;
+    if (--*ctx->budget == 0) {
+        cfg_error(ctx, node_pos(n),
+                  "aliases expand the document to more than %d values",
+                  CFG_MAX_NODES);
+        return false;
+    }
+    return true;
 }
 
 static void set_globmap(struct cfg_ctx *ctx, const struct cfg_key *k,
                         yaml_node_t *val)
 {
     struct globmap *m = field(ctx->base, k);
+    bool *dup;
 
     if (val->type != YAML_MAPPING_NODE) {
         cfg_error(ctx, node_pos(val), "%s: expected a mapping, got %s",
                   k->name, node_kind(val));
         return;
     }
+    dup = dup_keys(ctx, val);
     for (yaml_node_pair_t *p = val->data.mapping.pairs.start;
          p < val->data.mapping.pairs.top; p++) {
         yaml_node_t *kn = yaml_document_get_node(ctx->doc, p->key);
         yaml_node_t *vn = yaml_document_get_node(ctx->doc, p->value);
         struct globmap_entry *e;
 
+        if (!walk_visit(ctx, kn))
+            break;
         if (kn->type != YAML_SCALAR_NODE) {
             cfg_error(ctx, node_pos(kn), "%s: keys must be scalars", k->name);
             continue;
         }
-        if (key_is_dup(ctx, val, p)) {
+        if (dup[p - val->data.mapping.pairs.start]) {
             cfg_error(ctx, node_pos(kn), "%s: duplicate key '%s'", k->name,
                       (char *)kn->data.scalar.value);
             continue;
@@ -607,6 +669,8 @@ static void set_globmap(struct cfg_ctx *ctx, const struct cfg_key *k,
             for (yaml_node_item_t *it = vn->data.sequence.items.start;
                  it < vn->data.sequence.items.top; it++) {
                 yaml_node_t *in = yaml_document_get_node(ctx->doc, *it);
+                if (!walk_visit(ctx, in))
+                    break;
                 if (in->type != YAML_SCALAR_NODE) {
                     cfg_error(ctx, node_pos(in),
                               "%s.%s: expected a pattern, got %s", k->name,
@@ -621,6 +685,7 @@ static void set_globmap(struct cfg_ctx *ctx, const struct cfg_key *k,
                       k->name, e->key, node_kind(vn));
         }
     }
+    free(dup);
 }
 
 static void apply_defaults(struct cfg_ctx *ctx);
@@ -645,6 +710,8 @@ static void set_list(struct cfg_ctx *ctx, const struct cfg_key *k,
         yaml_node_t *in = yaml_document_get_node(ctx->doc, *it);
         struct cfg_ctx sub = *ctx;
 
+        if (!walk_visit(ctx, in))
+            break;
         l->pos[i] = node_pos(in);
         sub.table = k->sub;
         sub.base = (char *)l->items + i * k->sub->struct_size;
@@ -708,6 +775,8 @@ static void set_value(struct cfg_ctx *ctx, size_t ki, yaml_node_t *val)
         for (yaml_node_item_t *it = val->data.sequence.items.start;
              it < val->data.sequence.items.top; it++) {
             yaml_node_t *in = yaml_document_get_node(ctx->doc, *it);
+            if (!walk_visit(ctx, in))
+                return;
             if (in->type != YAML_SCALAR_NODE || scalar_is_null(in)) {
                 cfg_error(ctx, node_pos(in), "%s: list items must be scalars, got %s",
                           k->name, in->type == YAML_SCALAR_NODE ? "null" : node_kind(in));
@@ -758,6 +827,8 @@ static bool is_section(const struct cfg_table *t, const char *path)
 
 static void walk_map(struct cfg_ctx *ctx, yaml_node_t *map, const char *prefix)
 {
+    bool *dup = dup_keys(ctx, map);
+
     for (yaml_node_pair_t *p = map->data.mapping.pairs.start;
          p < map->data.mapping.pairs.top; p++) {
         yaml_node_t *kn = yaml_document_get_node(ctx->doc, p->key);
@@ -765,6 +836,8 @@ static void walk_map(struct cfg_ctx *ctx, yaml_node_t *map, const char *prefix)
         char *path;
         int ki;
 
+        if (!walk_visit(ctx, kn))
+            break;
         if (kn->type != YAML_SCALAR_NODE) {
             cfg_error(ctx, node_pos(kn), "%s%skeys must be scalars, got %s",
                       prefix ? prefix : "", prefix ? ": " : "", node_kind(kn));
@@ -774,7 +847,7 @@ static void walk_map(struct cfg_ctx *ctx, yaml_node_t *map, const char *prefix)
             xasprintf(&path, "%s.%s", prefix, (char *)kn->data.scalar.value);
         else
             path = xstrdup((char *)kn->data.scalar.value);
-        if (key_is_dup(ctx, map, p)) {
+        if (dup[p - map->data.mapping.pairs.start]) {
             cfg_error(ctx, node_pos(kn), "%s: duplicate key", path);
             free(path);
             continue;
@@ -793,6 +866,7 @@ static void walk_map(struct cfg_ctx *ctx, yaml_node_t *map, const char *prefix)
         }
         free(path);
     }
+    free(dup);
 }
 
 static void apply_defaults(struct cfg_ctx *ctx)
@@ -861,6 +935,52 @@ static void check_root(struct cfg_ctx *ctx, yaml_parser_t *parser, yaml_document
         cfg_error(ctx, start, "empty configuration file");
 }
 
+/* Streams the events once, before any tree is built, and refuses nesting
+ * deeper than CFG_MAX_DEPTH or more than CFG_MAX_NODES nodes at the first
+ * event beyond: the scanner's cost grows with the square of the depth, and
+ * the tree costs ~200 bytes a node, so stopping there keeps the parse linear
+ * and small. Syntax errors are left to the loader, which reports them. */
+static int check_shape(struct cfg_ctx *ctx, const char *buf, size_t len)
+{
+    yaml_parser_t parser;
+    yaml_event_t ev;
+    int depth = 0, ret = 0;
+    size_t nodes = 0;
+
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
+    for (;;) {
+        if (!yaml_parser_parse(&parser, &ev))
+            break;
+        if ((ev.type == YAML_SCALAR_EVENT || ev.type == YAML_ALIAS_EVENT ||
+             ev.type == YAML_SEQUENCE_START_EVENT ||
+             ev.type == YAML_MAPPING_START_EVENT) &&
+            ++nodes > CFG_MAX_NODES) {
+            cfg_error(ctx, (struct cfg_pos){(int)ev.start_mark.line + 1,
+                                            (int)ev.start_mark.column + 1},
+                      "more than %d values", CFG_MAX_NODES);
+            ret = -EINVAL;
+        } else if (ev.type == YAML_SEQUENCE_START_EVENT ||
+                   ev.type == YAML_MAPPING_START_EVENT) {
+            if (++depth > CFG_MAX_DEPTH) {
+                cfg_error(ctx, (struct cfg_pos){(int)ev.start_mark.line + 1,
+                                                (int)ev.start_mark.column + 1},
+                          "nested deeper than %d levels", CFG_MAX_DEPTH);
+                ret = -EINVAL;
+            }
+        } else if (ev.type == YAML_SEQUENCE_END_EVENT ||
+                   ev.type == YAML_MAPPING_END_EVENT) {
+            depth--;
+        }
+        bool end = ev.type == YAML_STREAM_END_EVENT;
+        yaml_event_delete(&ev);
+        if (end || ret < 0)
+            break;
+    }
+    yaml_parser_delete(&parser);
+    return ret;
+}
+
 /* Parses buf into doc and walks it. True when doc was loaded (the caller
  * deletes it); errors are in ctx. */
 static bool parse_text(struct cfg_ctx *ctx, const char *buf, size_t len, yaml_document_t *doc)
@@ -873,6 +993,8 @@ static bool parse_text(struct cfg_ctx *ctx, const char *buf, size_t len, yaml_do
                   "invalid input: NUL byte (not a YAML text file)");
         return false;
     }
+    if (check_shape(ctx, buf, len) < 0)
+        return false;
     yaml_parser_initialize(&parser);
     yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
     if (!yaml_parser_load(&parser, doc)) {
@@ -905,7 +1027,9 @@ static int cfg_load_doc(const struct cfg_table *table, const char *name,
     yaml_document_t doc;
     bool have_doc = false;
     struct cfg_pos start = {1, 1};
+    size_t budget = CFG_MAX_NODES;
 
+    ctx.budget = &budget;
     ctx.pos = xcalloc(table->nkeys, sizeof(*ctx.pos));
     ctx.seen = xcalloc(table->nkeys, sizeof(*ctx.seen));
     ctx.doc = &doc;

@@ -260,6 +260,90 @@ static void test_duplicate(void **state)
                  "5:7", "policy.rules[1]: duplicate rule name 'a'");
 }
 
+/* Hostile shapes: each is refused at the first event beyond a limit, so
+ * the parse stays linear (a 50k-level list took seconds before). */
+static void test_limits(void **state)
+{
+    const char *meta = "vtpmmgr: {provider: local}\npolicy:\n  rules:\n"
+                       "    - name: r\n      match:\n        metadata:\n";
+    char *text, *p;
+    size_t n;
+    struct cfg_errors errs;
+    struct config *cfg;
+
+    /* 64 levels (the top mapping and 63 lists) pass the depth check and
+     * fail on their type; 65 do not */
+    text = xmalloc(300000);
+    p = text + sprintf(text, "vtpmmgr: {provider: local}\nhost: ");
+    for (int i = 0; i < 63; i++)
+        *p++ = '[';
+    for (int i = 0; i < 63; i++)
+        *p++ = ']';
+    strcpy(p, "\n");
+    expect_error(text, "2:7", "host: expected a scalar value, got a list");
+    p = text + sprintf(text, "vtpmmgr: {provider: local}\nhost: ");
+    for (int i = 0; i < 50000; i++)
+        *p++ = '[';
+    for (int i = 0; i < 50000; i++)
+        *p++ = ']';
+    strcpy(p, "\n");
+    /* the mapping is level 1; the 64th '[' is level 65 */
+    expect_error(text, "2:70", "nested deeper than 64 levels");
+    free(text);
+
+    /* more than 100,000 nodes */
+    n = strlen(meta) + 200000 * 2 + 100;
+    text = xmalloc(n);
+    p = text + sprintf(text, "%s          k: [", meta);
+    for (int i = 0; i < 100000; i++)
+        p += sprintf(p, "x,");
+    strcpy(p - 1, "]\n");
+    cfg = load(text, &errs, NULL);
+    assert_null(cfg);
+    assert_int_equal(errs.n, 1);
+    assert_non_null(strstr(errs.msgs[0], "more than 100000 values"));
+    cfg_errors_free(&errs);
+    free(text);
+
+    /* aliases that expand beyond 100,000 values ("billion laughs") */
+    text = xmalloc(1024 * 1024);
+    p = text + sprintf(text, "%s          k0: &a [", meta);
+    for (int i = 0; i < 20000; i++)
+        p += sprintf(p, "x,");
+    strcpy(p - 1, "]\n");
+    p++;
+    for (int i = 1; i < 10; i++)
+        p += sprintf(p, "          k%d: *a\n", i);
+    cfg = load(text, &errs, NULL);
+    assert_null(cfg);
+    assert_int_equal(errs.n, 1);
+    assert_non_null(strstr(errs.msgs[0], "aliases expand the document to more than 100000 values"));
+    cfg_errors_free(&errs);
+    free(text);
+
+    /* many keys: duplicates are still found, and errors are capped */
+    text = xmalloc(1024 * 1024);
+    p = text + sprintf(text, "%s", meta);
+    for (int i = 0; i < 40000; i++)
+        p += sprintf(p, "          k%d: x\n", i);
+    p += sprintf(p, "          k7: y\n");
+    cfg = load(text, &errs, NULL);
+    assert_null(cfg);
+    assert_int_equal(errs.n, 1);
+    assert_non_null(strstr(errs.msgs[0], ":40007:11: match.metadata: duplicate key 'k7'"));
+    cfg_errors_free(&errs);
+    p = text + sprintf(text, "vtpmmgr: {provider: local}\n");
+    for (int i = 0; i < 1000; i++)
+        p += sprintf(p, "unknown%d: x\n", i);
+    cfg = load(text, &errs, NULL);
+    assert_null(cfg);
+    assert_int_equal(errs.n, 101);
+    assert_non_null(strstr(errs.msgs[100], "too many errors"));
+    cfg_errors_free(&errs);
+    free(text);
+    (void)state;
+}
+
 static void test_not_yaml(void **state)
 {
     expect_error("vtpmmgr: {provider: local\n", "2:1", "invalid YAML");
@@ -578,6 +662,7 @@ int main(void)
         cmocka_unit_test(test_expand_host),
         cmocka_unit_test(test_shipped),
         cmocka_unit_test(test_restart_changed),
+        cmocka_unit_test(test_limits),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
