@@ -125,6 +125,8 @@ struct config {
     } policy;
 
     char *source; /* the file it was loaded from, or NULL */
+    /* where these keys were given, for config_check_paths' errors */
+    struct cfg_pos control_socket_pos, image_dir_pos;
 };
 
 /* The key table (for the man page test and docs). */
@@ -135,6 +137,14 @@ extern const struct cfg_table config_table;
 int config_load(const char *path, struct config **out,
                  struct cfg_errors *errs);
 void config_free(struct config *cfg);
+
+/* The checks start-up makes of the paths vtpmd trusts, for -t and start
+ * (not for vtpmctl, which may run as another user): image.dir as
+ * image_create checks it, and the control socket's directory: owned by
+ * vtpmd's user, a directory (not a symlink), not writable by others, and
+ * group-writable only by vtpmd's own group. Missing directories pass (vtpmd
+ * makes them). 0 or -EINVAL with "FILE:LINE:COL: key: message" in errs. */
+int config_check_paths(const struct config *cfg, struct cfg_errors *errs);
 
 static inline const struct config_rule *
 config_rule_at(const struct config *cfg, size_t i)

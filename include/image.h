@@ -33,6 +33,11 @@
 int image_create(const char *dir, const char *instance_uuid, uint64_t size,
                  char **path_out, char **err);
 
+/* The checks image_create makes of dir and its ancestors, without creating
+ * anything: for vtpmd -t and start-up. A missing dir is fine when its
+ * existing ancestors pass. 0 or a negative errno with *err set. */
+int image_check_dir(const char *dir, char **err);
+
 /* Removes the image (and any temporary file of an interrupted create) and
  * fsyncs the directory. A missing image or directory is success. */
 int image_remove(const char *dir, const char *instance_uuid, char **err);

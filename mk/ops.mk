@@ -45,3 +45,8 @@ EXTRA_DIST += tests/openstack/examples.sh \
 	contrib/openstack/devstack/plugin.sh contrib/openstack/devstack/settings \
 	contrib/openstack/examples/vtpmd.yaml contrib/openstack/examples/nova.conf
 dist_doc_DATA += docs/openstack.md
+
+# Hostile local users and files: trust in the control socket, image.dir and
+# the configuration parser (issue 17).
+TESTS += tests/integration/hostile-trust.sh
+EXTRA_DIST += tests/integration/hostile-trust.sh

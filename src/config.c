@@ -284,6 +284,8 @@ static void config_validate(struct cfg_ctx *ctx, void *base)
         !valid_name(c->notifications.dead_letter_exchange))
         cfg_error(ctx, cfg_key_pos(ctx, "notifications.dead_letter_exchange"),
                   "notifications.dead_letter_exchange: not a valid exchange name");
+    c->control_socket_pos = cfg_key_pos(ctx, "control.socket");
+    c->image_dir_pos = cfg_key_pos(ctx, "image.dir");
     if ((c->amqp.tls.cert_file == NULL) != (c->amqp.tls.key_file == NULL))
         cfg_error(ctx, cfg_key_pos(ctx, c->amqp.tls.cert_file ? "amqp.tls.cert_file" : "amqp.tls.key_file"),
                   "amqp.tls: cert_file and key_file go together");

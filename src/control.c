@@ -234,10 +234,22 @@ static int bind_unix(const char *path, char **err)
             xasprintf(err, "%s exists and is not a socket", path);
             return -EEXIST;
         }
+        /* Another user's socket is not ours to remove, and not a vtpmd. */
+        if (st.st_uid != geteuid()) {
+            xasprintf(err, "%s is a socket owned by uid %u, not by vtpmd (uid %u): another "
+                      "user's or an impostor; refusing to remove it", path,
+                      (unsigned)st.st_uid, (unsigned)geteuid());
+            return -EEXIST;
+        }
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+            struct ucred cred;
+            socklen_t len = sizeof(cred);
+
+            if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+                cred.pid = 0;
             close(fd);
-            xasprintf(err, "%s is in use by a running vtpmd", path);
+            xasprintf(err, "%s is in use by a running vtpmd (pid %d)", path, (int)cred.pid);
             return -EADDRINUSE;
         }
         if (fd >= 0)

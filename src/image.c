@@ -107,7 +107,7 @@ static int image_mkdirs(const char *dir)
  * whoever owns one (say a /tmp/vtpmd-demo made by another user first)
  * could swap it, or a symlink in it, and so redirect the image paths
  * that are later handed to Xen. Symlinks are judged by their owner. */
-static int image_check_ancestors(const char *dir, char **err)
+static int image_check_ancestors(const char *dir, bool allow_missing, char **err)
 {
     char *p autofree = xstrdup(dir);
     uid_t me = geteuid();
@@ -119,6 +119,8 @@ static int image_check_ancestors(const char *dir, char **err)
         if (lstat(*p ? p : "/", &st) < 0) {
             int ret = -errno;
 
+            if (ret == -ENOENT && allow_missing)
+                continue; /* made later, by us, with our mode */
             image_seterr(err, "cannot check %s: %s", *p ? p : "/", strerror(-ret));
             return ret;
         }
@@ -203,12 +205,24 @@ static int image_open_dir(const char *dir, bool create, int *fd_out, char **err)
                      dir, (unsigned)(st.st_mode & 07777));
         return -EPERM;
     }
-    ret = image_check_ancestors(dir, err);
+    ret = image_check_ancestors(dir, false, err);
     if (ret < 0)
         return ret;
     *fd_out = fd;
     fd = -1;
     return 0;
+}
+
+int image_check_dir(const char *dir, char **err)
+{
+    int fd = -1, ret;
+
+    ret = image_open_dir(dir, false, &fd, err);
+    if (ret == -ENOENT)
+        return image_check_ancestors(dir, true, err);
+    if (fd >= 0)
+        close(fd);
+    return ret;
 }
 
 /* The idempotent case of image_create: what is already at the name. */

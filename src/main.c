@@ -33,6 +33,10 @@ int main(int argc, char **argv)
     log_init("vtpmd", cl.have_level ? cl.level : LOG_LEVEL_INFO, LOG_TARGET_STDERR);
     if (config_load(cl.config_path, &cfg, &errs) < 0)
         return cmdline_config_errors(&errs);
+    if (config_check_paths(cfg, &errs) < 0) {
+        config_free(cfg);
+        return cmdline_config_errors(&errs);
+    }
     if (cl.action == CMDLINE_CHECK) {
         printf("%s: configuration is valid\n", cl.config_path);
         config_free(cfg);

@@ -12,13 +12,16 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -51,6 +54,7 @@ enum {
 
 struct opts {
     const char *sock;
+    const char *peer_user; /* who must serve the socket; NULL: see peer_check */
     const char *config_path;
     const char *url;
     const char *exchange;
@@ -83,6 +87,9 @@ static void usage(FILE *out)
             "  watch [UUID]         follow vtpmd's status notifications, one line each\n"
             "Options:\n"
             "  -s, --socket PATH    control socket (default $VTPMD_SOCKET, else %s)\n"
+            "      --peer-user USER the user vtpmd runs as: whoever else serves the socket\n"
+            "                       is refused (default $VTPMCTL_PEER_USER, else root or\n"
+            "                       the owner of the socket's directory)\n"
             "  -j, --json           print JSON instead of tables (watch: one object a line)\n"
             "  -c, --config FILE    watch: vtpmd's configuration, for amqp.urls, amqp.tls\n"
             "                       and status.* (default %s)\n"
@@ -95,9 +102,65 @@ static void usage(FILE *out)
             DEFAULT_SOCKET, VTPMD_CONFIG_FILE);
 }
 
+/* Refuses a socket served by someone other than vtpmd (SO_PEERCRED): a
+ * user who could rename the socket could otherwise answer in its place, and
+ * the libvirt hook would believe a "ready". The expected user is peer_user
+ * when given, else root or the owner of the socket's directory (vtpmd
+ * refuses to serve in a directory it does not own). 0 or -1 (said why). */
+static int peer_check(int fd, const char *sock, const char *peer_user)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    char *dir = xstrdup(sock);
+    struct stat st;
+    uid_t want;
+    int ret = -1;
+
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+        fprintf(stderr, "vtpmctl: %s: cannot tell who serves it: %s\n", sock, strerror(errno));
+        goto out;
+    }
+    if (peer_user != NULL && *peer_user != '\0') {
+        struct passwd *pw = getpwnam(peer_user);
+        char *end;
+        unsigned long u = strtoul(peer_user, &end, 10);
+
+        if (pw != NULL) {
+            want = pw->pw_uid;
+        } else if (*end == '\0') {
+            want = (uid_t)u;
+        } else {
+            fprintf(stderr, "vtpmctl: --peer-user: no such user '%s'\n", peer_user);
+            goto out;
+        }
+        if (cred.uid != want) {
+            fprintf(stderr, "vtpmctl: %s is served by uid %u (pid %d), not by %s (uid %u): "
+                    "refusing to trust it\n", sock, (unsigned)cred.uid, (int)cred.pid,
+                    peer_user, (unsigned)want);
+            goto out;
+        }
+        ret = 0;
+        goto out;
+    }
+    if (stat(dirname(dir), &st) < 0) {
+        fprintf(stderr, "vtpmctl: cannot check the directory of %s: %s\n", sock, strerror(errno));
+        goto out;
+    }
+    if (cred.uid != 0 && cred.uid != st.st_uid) {
+        fprintf(stderr, "vtpmctl: %s is served by uid %u (pid %d), neither root nor the owner "
+                "of its directory (uid %u): refusing to trust it (--peer-user)\n", sock,
+                (unsigned)cred.uid, (int)cred.pid, (unsigned)st.st_uid);
+        goto out;
+    }
+    ret = 0;
+out:
+    free(dir);
+    return ret;
+}
+
 /* One HTTP/1.1 request over the UNIX socket; blocking, Connection: close. */
-static int request(const char *sock, const char *method, const char *path,
-                   int timeout_s, struct reply *out)
+static int request(const char *sock, const char *peer_user, const char *method,
+                   const char *path, int timeout_s, struct reply *out)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     char *req = NULL, *buf = NULL, *p;
@@ -115,6 +178,10 @@ static int request(const char *sock, const char *method, const char *path,
                 strerror(errno));
         if (fd >= 0)
             close(fd);
+        return -1;
+    }
+    if (peer_check(fd, sock, peer_user) < 0) {
+        close(fd);
         return -1;
     }
     n = xasprintf(&req,
@@ -583,7 +650,7 @@ static int cmd_wait(const struct opts *o, const struct reply *r, json_t *j, cons
 /* The options before the command. -1 to go on, else the exit code. */
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
-    enum { OPT_EXCHANGE = 256, OPT_TOPIC };
+    enum { OPT_EXCHANGE = 256, OPT_TOPIC, OPT_PEER_USER };
     static const struct option longopts[] = {
         {"socket", required_argument, NULL, 's'},
         {"json", no_argument, NULL, 'j'},
@@ -592,6 +659,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         {"count", required_argument, NULL, 'n'},
         {"exchange", required_argument, NULL, OPT_EXCHANGE},
         {"topic", required_argument, NULL, OPT_TOPIC},
+        {"peer-user", required_argument, NULL, OPT_PEER_USER},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -599,6 +667,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
     int opt;
 
     o->sock = getenv("VTPMD_SOCKET");
+    o->peer_user = getenv("VTPMCTL_PEER_USER");
     if (o->sock == NULL || *o->sock == '\0')
         o->sock = DEFAULT_SOCKET;
     while ((opt = getopt_long(argc, argv, "+s:jc:u:n:h", longopts, NULL)) != -1) {
@@ -627,6 +696,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             break;
         case OPT_TOPIC:
             o->topic = optarg;
+            break;
+        case OPT_PEER_USER:
+            o->peer_user = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -759,7 +831,7 @@ int main(int argc, char **argv)
     }
     if (command_path(cmd, argv + optind, argc - optind, &timeout, &path) != 0)
         return VTPMCTL_USAGE;
-    if (request(o.sock, strcmp(cmd, "reload") == 0 ? "POST" : "GET", path, timeout + 10, &r) < 0)
+    if (request(o.sock, o.peer_user, strcmp(cmd, "reload") == 0 ? "POST" : "GET", path, timeout + 10, &r) < 0)
         goto out;
     if (strcmp(cmd, "metrics") == 0) {
         if (r.status != 200) {
