@@ -11,7 +11,8 @@
 #define UUIDUTIL_BUFLEN 37 /* buffer size for the canonical form */
 
 /* True when s is exactly 8-4-4-4-12 hex digits (either case): no braces,
- * no "urn:uuid:", no whitespace, nothing after it. NULL is not valid. */
+ * no "urn:uuid:", no whitespace, nothing after it. NULL and the nil UUID
+ * (all zeros) are not valid. */
 bool uuid_valid(const char *s);
 
 /* True when s is valid and already canonical (lower case). */
@@ -21,7 +22,8 @@ bool uuid_is_canonical(const char *s);
  * untouched) when in is not a valid UUID as uuid_valid() defines it. */
 int uuid_canonical(const char *in, char out[UUIDUTIL_BUFLEN]);
 
-/* True for the nil UUID (all zeros); no generator hands it out. */
+/* True for the nil UUID (all zeros, 8-4-4-4-12); no generator hands it
+ * out, and uuid_valid() refuses it. */
 bool uuid_is_nil(const char *s);
 
 /* A fresh random (version 4) UUID from libuuid, canonical form. */

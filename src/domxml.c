@@ -52,7 +52,7 @@ static bool is_name_char(char c)
  * domain <uuid> it would mean "make one up" to some libvirt drivers. */
 static bool uuid_ok(const char *s)
 {
-    return uuid_valid(s) && !uuid_is_nil(s);
+    return uuid_valid(s);
 }
 
 /* Only after uuid_ok(). */

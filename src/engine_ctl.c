@@ -315,11 +315,21 @@ static void handle_wait(struct engine *e, struct control_req *req, const char *u
 
 /* ---- health and metrics ----------------------------------------- */
 
+static void count_visible(const char *key, void *value, void *arg)
+{
+    (void)key;
+    if (inst_visible(value))
+        (*(size_t *)arg)++;
+}
+
+/* "instances" counts what list shows: live instances, not tombstones. */
 static void handle_health(struct engine *e, struct control_req *req)
 {
     struct bus_stats bs;
+    size_t live = 0;
     bool ok;
 
+    hmap_foreach(e->insts, count_visible, &live);
     bus_get_stats(e->deps.bus, &bs);
     ok = bs.connected && bs.consuming && e->libvirt_up;
     control_reply_json(req, ok ? 200 : 503,
@@ -327,7 +337,7 @@ static void handle_health(struct engine *e, struct control_req *req)
                                  "bus", bs.consuming ? "consuming"
                                         : bs.connected ? "connected" : "disconnected",
                                  "libvirt", e->libvirt_up ? "connected" : "disconnected",
-                                 "instances", (json_int_t)hmap_size(e->insts),
+                                 "instances", (json_int_t)live,
                                  "busy", (json_int_t)e->busy));
 }
 

@@ -22,7 +22,7 @@ static bool uuid_hex(char c)
 /* Checks the shape by hand rather than with uuid_parse(): libuuid accepts
  * some forms (and ignores trailing bytes in older versions) that must not
  * reach a file name. */
-bool uuid_valid(const char *s)
+static bool uuid_shape(const char *s)
 {
     if (!s)
         return false;
@@ -33,6 +33,23 @@ bool uuid_valid(const char *s)
             return false;
     }
     return s[UUIDUTIL_LEN] == '\0';
+}
+
+bool uuid_is_nil(const char *s)
+{
+    if (!uuid_shape(s))
+        return false;
+    for (size_t i = 0; i < UUIDUTIL_LEN; i++)
+        if (!uuid_hyphen_at(i) && s[i] != '0')
+            return false;
+    return true;
+}
+
+/* The nil UUID names no instance and no vTPM (no generator hands it out):
+ * it is malformed everywhere, so it never reaches a record or a domain. */
+bool uuid_valid(const char *s)
+{
+    return uuid_shape(s) && !uuid_is_nil(s);
 }
 
 bool uuid_is_canonical(const char *s)
@@ -55,15 +72,6 @@ int uuid_canonical(const char *in, char out[UUIDUTIL_BUFLEN])
     return 0;
 }
 
-bool uuid_is_nil(const char *s)
-{
-    if (!uuid_valid(s))
-        return false;
-    for (size_t i = 0; i < UUIDUTIL_LEN; i++)
-        if (!uuid_hyphen_at(i) && s[i] != '0')
-            return false;
-    return true;
-}
 
 void uuid_generate_str(char out[UUIDUTIL_BUFLEN])
 {

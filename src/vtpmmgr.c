@@ -226,10 +226,10 @@ static enum vtpmmgr_status vtpmmgr_parse_uuid(int code, const char *body, size_t
     u = json_object_get(root, "uuid");
     if (!json_is_object(root) || !u) {
         xasprintf(error, "proxy answered %d without a \"uuid\": %s", code, snip);
+    } else if (json_is_string(u) && uuid_is_nil(json_string_value(u))) {
+        xasprintf(error, "proxy answered %d with the nil UUID, which vtpmmgr never hands out", code);
     } else if (!json_is_string(u) || uuid_canonical(json_string_value(u), uuid_out) < 0) {
         xasprintf(error, "proxy answered %d with an invalid vTPM UUID: %s", code, snip);
-    } else if (uuid_is_nil(uuid_out)) {
-        xasprintf(error, "proxy answered %d with the nil UUID, which vtpmmgr never hands out", code);
     } else {
         st = VTPMMGR_OK;
     }

@@ -11,7 +11,7 @@
 #define IDS_TIME_STR 21 /* 2026-01-31T12:00:00Z and the NUL */
 #define IDS_HOST_MAX 255
 
-/* Exactly 8-4-4-4-12 hex digits (either case). 0 or -EINVAL. */
+/* Exactly 8-4-4-4-12 hex digits (either case), not the nil UUID. 0 or -EINVAL. */
 int ids_parse_uuid(const char *s, uint8_t *out);
 /* Lower case, the form used in records, file names and answers. */
 void ids_format_uuid(const uint8_t *uuid, char *out);

@@ -43,6 +43,11 @@ int ids_parse_uuid(const char *s, uint8_t *out)
         u[b++] = (uint8_t)(hi << 4 | lo);
         i += 2;
     }
+    /* The nil UUID names nothing: malformed, like in vtpmd's uuidutil. */
+    for (b = 0; b < sizeof(u) && u[b] == 0; b++)
+        ;
+    if (b == sizeof(u))
+        return -EINVAL;
     memcpy(out, u, sizeof(u));
     return 0;
 }

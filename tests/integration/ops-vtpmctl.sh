@@ -112,6 +112,15 @@ grep -q "vtpm.delete.start $u" "$T/watch3.txt" || fail "watch UUID: $(cat "$T/wa
 grep -q "$u2" "$T/watch3.txt" && fail "watch UUID showed another instance"
 pass "watch UUID"
 
+# health counts live instances, not the tombstone of the deleted one.
+i=0
+while ctl --json list | grep -q "$u" && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+ctl --json list | grep -q "$u" && fail "$u still listed after its delete"
+n_list=$(ctl --json list | "$PYTHON" -c 'import json,sys; print(len(json.load(sys.stdin)["instances"]))')
+n_health=$(ctl --json health | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["instances"])')
+[ "$n_list" = "$n_health" ] || fail "health counts $n_health instances, list shows $n_list"
+pass "health counts live instances ($n_health), not tombstones"
+
 # --- failures: 1
 expect 1 $S show "$(new_uuid)"
 grep -q '404' "$T/err" || fail "show 404 message"

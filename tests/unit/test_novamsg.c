@@ -582,6 +582,13 @@ static void test_legacy_delete_hosts(void **state)
     json_object_set_new(data_of(inner), "host", json_integer(7));
     expect_inner(inner, THIS, NOVAMSG_MALFORMED, "payload host is not a string");
     json_decref(inner);
+    /* The nil UUID names no instance: malformed (dead-lettered), not a
+     * create that fails later on its domain name. */
+    inner = base_inner();
+    json_object_set_new(data_of(inner), "uuid",
+                        json_string("00000000-0000-0000-0000-000000000000"));
+    expect_inner(inner, THIS, NOVAMSG_MALFORMED, "instance UUID missing or invalid");
+    json_decref(inner);
 }
 
 /* Escapes that jansson decodes must not fool the filter. */

@@ -15,12 +15,13 @@
 static const char *const good[] = {
     "0f8fad5b-d9cb-469f-a165-70867728950e",
     "0F8FAD5B-D9CB-469F-A165-70867728950E",
-    "00000000-0000-0000-0000-000000000000",
+    "00000000-0000-0000-0000-000000000001",
     "ffffffff-ffff-ffff-ffff-ffffffffffff",
 };
 
 static const char *const bad[] = {
     "",
+    "00000000-0000-0000-0000-000000000000", /* nil: names nothing */
     "0f8fad5b-d9cb-469f-a165-70867728950",   /* short */
     "0f8fad5b-d9cb-469f-a165-70867728950e0", /* long */
     "0f8fad5b-d9cb-469f-a165-70867728950e ", /* trailing space */
