@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -137,6 +139,16 @@ static bool parse_uuid(const char *s, size_t len, char out[UUIDUTIL_BUFLEN])
     return uuid_canonical(buf, out) == 0;
 }
 
+static size_t control_header_count(struct evhttp_request *r, const char *name)
+{
+    struct evkeyval *h;
+    size_t n = 0;
+
+    TAILQ_FOREACH(h, evhttp_request_get_input_headers(r), next)
+        n += strcasecmp(h->key, name) == 0;
+    return n;
+}
+
 static void control_route(struct control *c, struct evhttp_request *r, bool metrics_only)
 {
     struct control_req *q = xcalloc(1, sizeof(*q));
@@ -164,6 +176,11 @@ static void control_route(struct control *c, struct evhttp_request *r, bool metr
     }
     if (path == NULL) {
         control_reply_error(q, 400, "bad request");
+        return;
+    }
+    if (control_header_count(r, "Content-Length") > 1) {
+        /* evhttp reads the first; a proxy in front might read another. */
+        control_reply_error(q, 400, "more than one Content-Length header");
         return;
     }
 

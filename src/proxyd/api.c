@@ -460,6 +460,16 @@ static void not_allowed(struct rq *rq, const char *allow)
          method_name(evhttp_request_get_command(rq->req)), allow);
 }
 
+static size_t header_count(struct evhttp_request *req, const char *name)
+{
+    struct evkeyval *h;
+    size_t n = 0;
+
+    TAILQ_FOREACH(h, evhttp_request_get_input_headers(req), next)
+        n += strcasecmp(h->key, name) == 0;
+    return n;
+}
+
 static void dispatch(struct evhttp_request *req, void *arg)
 {
     struct rq *rq = xcalloc(1, sizeof(*rq));
@@ -471,6 +481,11 @@ static void dispatch(struct evhttp_request *req, void *arg)
     rq->a = arg;
     rq->req = req;
     rq->t0 = vtime_now_ms();
+    if (header_count(req, "Content-Length") > 1) {
+        /* evhttp reads the first; a proxy in front might read another. */
+        fail(rq, 400, "invalid_request", "more than one Content-Length header");
+        return;
+    }
     if (path == NULL || path[0] == '\0')
         path = "/";
     if (strcmp(path, "/v1/vtpms") == 0) {

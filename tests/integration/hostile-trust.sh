@@ -156,6 +156,35 @@ grep -q "$T/run/control.sock is in use by a running vtpmd (pid $pid)" "$T/start.
     fail "second vtpmd: $(cat "$T/start.out")"
 pass "a second vtpmd is told the socket is in use by the running one"
 
+# Raw requests on the control socket: the nil UUID is no instance (400, as
+# any malformed UUID), and two Content-Length headers are a 400.
+raw() { # REQUEST-HEAD (\r\n-separated, without the final blank line) -> status
+    "$PYTHON" - "$T/run/control.sock" "$1" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(sys.argv[2].replace("\\r\\n", "\r\n").encode() + b"\r\nConnection: close\r\n\r\n")
+r = b""
+while True:
+    d = s.recv(4096)
+    if not d:
+        break
+    r += d
+print(r.split(b" ")[1].decode() if r else "none")
+PY
+}
+NIL=00000000-0000-0000-0000-000000000000
+[ "$(raw "GET /v1/instances/$NIL HTTP/1.1\\r\\nHost: x")" = 400 ] || fail "nil UUID show: not 400"
+[ "$(raw "GET /v1/instances/$NIL/wait?timeout=1 HTTP/1.1\\r\\nHost: x")" = 400 ] || fail "nil UUID wait: not 400"
+[ "$(raw "GET /v1/instances/11111111-2222-3333-4444-555555555555 HTTP/1.1\\r\\nHost: x")" = 404 ] ||
+    fail "a valid unknown UUID: not 404"
+[ "$(raw "POST /v1/reload HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 0\\r\\nContent-Length: 0")" = 400 ] ||
+    fail "two Content-Length headers: not 400"
+[ "$(raw "GET /v1/health HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 0\\r\\ncontent-length: 5")" = 400 ] ||
+    fail "two Content-Length headers (case differs): not 400"
+grep -q 'configuration reloaded' "$T/daemon.log" && fail "a request with two Content-Length headers reloaded"
+pass "control API: the nil UUID and two Content-Length headers are a 400"
+
 chmod 0777 "$T/run"
 as_evil mv "$T/run/control.sock" "$T/run/control.sock.real" || fail "rename as $EVIL"
 impostor_start "$T/run/control.sock"

@@ -76,6 +76,9 @@ expect 200 GET "/v1/vtpms/$ua"
 expect 404 GET "/v1/vtpms/$(uuidgen_)"
 [ "$(jget 'j["error"]["code"]')" = not_found ] || fail "404 body: $(cat "$T/body")"
 expect 400 GET "/v1/vtpms/not-a-uuid"
+expect 400 GET "/v1/vtpms/00000000-0000-0000-0000-000000000000"
+expect 400 DELETE "/v1/vtpms/00000000-0000-0000-0000-000000000000"
+expect 400 GET "/v1/vtpms?instance_uuid=00000000-0000-0000-0000-000000000000"
 expect 400 GET "/v1/vtpms/..%2F..%2Fetc%2Fpasswd"
 pass "list with filters, get, 404 and 400"
 
@@ -109,6 +112,7 @@ done <<EOF
 400|invalid_request|{"instance_uuid": "$U", "host": "h", "flavor": "x"}
 400|invalid_request|{"instance_uuid": "$U", "instance_uuid": "$U", "host": "h"}
 400|invalid_request|{"instance_uuid": "$U", "host": "h"} trailing
+400|invalid_request|{"instance_uuid": "00000000-0000-0000-0000-000000000000", "host": "h"}
 413|payload_too_large|$big
 EOF
 got=$(http POST /v1/vtpms "" )
@@ -121,8 +125,29 @@ got=$(http POST /v1/vtpms "{\"instance_uuid\": \"$U\", \"host\": \"h\"}" "applic
 got=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
       --data-binary @"$T/huge" "$BASE/v1/vtpms")
 [ "$got" = 413 ] || fail "100 kB body: $got"
+# Two Content-Length headers (equal or not): 400, as a proxy in front might
+# frame the request otherwise.
+for second in 0 49; do
+    got=$("$PYTHON" - "$PORT" "$U" "$second" <<'PY'
+import socket, sys
+body = ('{"instance_uuid": "%s", "host": "h"}' % sys.argv[2]).encode()
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"POST /v1/vtpms HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+          b"Content-Length: %d\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+          % (len(body), len(body) if sys.argv[3] == "0" else int(sys.argv[3]), body))
+r = b""
+while True:
+    d = s.recv(4096)
+    if not d:
+        break
+    r += d
+print(r.split(b" ")[1].decode() if r else "none")
+PY
+)
+    [ "$got" = 400 ] || fail "two Content-Length headers: $got"
+done
 [ "$(fake_count VTPM_NEW)" = $((news + 1)) ] || fail "invalid input reached vtpmmgr"
-pass "invalid JSON, types, UUIDs, hosts, fields, sizes and media types: 400/413/415, nothing sent"
+pass "invalid JSON, types, UUIDs (nil too), hosts, fields, sizes, media types, two Content-Length: 400/413/415, nothing sent"
 
 # ---- methods and paths ----------------------------------------------------
 expect 405 PUT /v1/vtpms
