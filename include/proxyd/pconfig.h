@@ -30,6 +30,7 @@ struct pconfig {
         char *cert_file;
         char *key_file;
         char *client_ca_file;
+        bool bind_host; /* with client_ca_file: a certificate acts for its own host only */
     } tls;
     struct {
         char *device;

@@ -4,6 +4,7 @@
 #ifndef PROXYD_TLSCTX_H
 #define PROXYD_TLSCTX_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <openssl/ssl.h>
@@ -13,5 +14,10 @@ SSL_CTX *tlsctx_new(const char *cert_file, const char *key_file,
                     const char *client_ca_file, char *err, size_t errlen);
 /* "CN=client,O=..." of the peer's verified certificate, or "" (out). */
 void tlsctx_peer_name(SSL *ssl, char *out, size_t len);
+
+/* True when the peer's certificate names host: a subjectAltName DNS name
+ * equal to it (no wildcards), else, without DNS names, its CN. False
+ * without a certificate. */
+bool tlsctx_peer_is_host(SSL *ssl, const char *host);
 
 #endif

@@ -43,6 +43,7 @@ struct api {
     struct evhttp_bound_socket *sock;
     SSL_CTX *ssl;
     struct service *svc;
+    bool bind_host; /* client certificates act for their own host only */
 };
 
 /* One request, from dispatch to its answer. */
@@ -60,6 +61,7 @@ static const char *reason(int code)
     case 201: return "Created";
     case 204: return "No Content";
     case 400: return "Bad Request";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 409: return "Conflict";
@@ -118,6 +120,20 @@ static void peer(struct evhttp_request *req, char *out, size_t len)
         snprintf(out, len, "%s:%u client=\"%s\"", addr ? addr : "?", port, subject);
     else
         snprintf(out, len, "%s:%u", addr ? addr : "?", port);
+}
+
+/* With tls.bind_host (and client certificates required), a client acts
+ * only for the host its certificate names; else for any. */
+static bool may_act_for(struct rq *rq, const char *host)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(rq->req);
+
+    if (!rq->a->bind_host)
+        return true;
+    if (evcon == NULL)
+        return false;
+    return tlsctx_peer_is_host(
+        bufferevent_openssl_get_ssl(evhttp_connection_get_bufferevent(evcon)), host);
 }
 
 /* Sends the answer (body stolen; NULL for none), logs it, frees rq. */
@@ -308,6 +324,11 @@ static void handle_create(struct rq *rq)
         return;
     }
     rq->created = true;
+    if (!may_act_for(rq, json_string_value(host))) {
+        fail(rq, 403, "forbidden", "this client certificate does not name host '%s'",
+             json_string_value(host));
+        return;
+    }
     service_create(rq->a->svc, instance, json_string_value(host), created_cb, rq);
 }
 
@@ -353,6 +374,8 @@ static void handle_list(struct rq *rq)
     for (size_t i = 0; i < n; i++) {
         if (host && strcmp(v[i].host, host) != 0)
             continue;
+        if (!may_act_for(rq, v[i].host))
+            continue;
         if (by_instance && (!v[i].has_instance || memcmp(v[i].instance, instance, 16) != 0))
             continue;
         json_array_append_new(arr, rec_json(&v[i]));
@@ -383,11 +406,17 @@ static void handle_one(struct rq *rq, const char *id, enum evhttp_cmd_type m)
              "(8-4-4-4-12 hex digits)");
         return;
     }
+    r = service_get(rq->a->svc, uuid);
+    if (r != NULL && !may_act_for(rq, r->host)) {
+        fail(rq, 403, "forbidden", "vTPM %s belongs to a host this client certificate "
+             "does not name", id);
+        return;
+    }
     if (m == EVHTTP_REQ_DELETE) {
         service_delete(rq->a->svc, uuid, deleted_cb, rq);
         return;
     }
-    if ((r = service_get(rq->a->svc, uuid)) == NULL) {
+    if (r == NULL) {
         fail(rq, 404, "not_found", "no vTPM %s here", id);
         return;
     }
@@ -583,6 +612,7 @@ int api_new(struct event_base *base, const struct pconfig *cfg,
     a->svc = svc;
     if (cfg->tls.cert_file && (ret = load_tls(cfg, &a->ssl)) < 0)
         goto fail;
+    a->bind_host = cfg->tls.client_ca_file && cfg->tls.bind_host;
     a->http = evhttp_new(base);
     if (a->http == NULL) {
         ret = -ENOMEM;
@@ -631,6 +661,7 @@ int api_reload_tls(struct api *a, const struct pconfig *cfg)
     /* Connections hold their own reference to the old context. */
     SSL_CTX_free(a->ssl);
     a->ssl = ctx;
+    a->bind_host = cfg->tls.client_ca_file && cfg->tls.bind_host;
     log_info("TLS material reloaded cert=%s client_certificates=%s",
              cfg->tls.cert_file, cfg->tls.client_ca_file ? "required" : "no");
     return 0;

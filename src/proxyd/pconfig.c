@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "proxyd/ids.h"
 #include "proxyd/pconfig.h"
@@ -33,6 +34,8 @@ static const struct cfg_key pconfig_keys[] = {
      .help = "Server private key (PEM)."},
     {.name = "tls.client_ca_file", .type = CFG_PATH, .offset = OFF(tls.client_ca_file),
      .help = "CA bundle for client certificates; when set, every client must present one it signed."},
+    {.name = "tls.bind_host", .type = CFG_BOOL, .offset = OFF(tls.bind_host), .def = "true",
+     .help = "With tls.client_ca_file: a client certificate may act only for the host it names (a subjectAltName DNS name, else its CN): the host of a POST, the recorded host of a GET or DELETE, and lists show only that host's vTPMs."},
     {.name = "vtpmmgr.device", .type = CFG_PATH, .offset = OFF(vtpmmgr.device), .def = "/dev/tpm0",
      .flags = CFG_RESTART,
      .help = "The device that reaches vtpmmgr: this VM's vTPM (any character device or pty)."},
@@ -74,6 +77,17 @@ static void pconfig_validate(struct cfg_ctx *ctx, void *base)
     if ((c->tls.cert_file == NULL) != (c->tls.key_file == NULL))
         cfg_error(ctx, cfg_key_pos(ctx, c->tls.cert_file ? "tls.cert_file" : "tls.key_file"),
                   "tls: cert_file and key_file go together");
+    if (c->tls.key_file) {
+        struct stat st;
+
+        /* Like vtpmd's rule for files holding passwords, stricter: a key
+         * anyone else can read lets them impersonate this service. */
+        if (stat(c->tls.key_file, &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)))
+            cfg_error(ctx, cfg_key_pos(ctx, "tls.key_file"),
+                      "tls.key_file: %s is readable by group or others (mode %04o); "
+                      "refusing a private key others can read (chmod 0600)",
+                      c->tls.key_file, (unsigned)(st.st_mode & 07777));
+    }
     if (c->tls.client_ca_file && c->tls.cert_file == NULL)
         cfg_error(ctx, cfg_key_pos(ctx, "tls.client_ca_file"),
                   "tls.client_ca_file: client certificates need HTTPS "

@@ -6,6 +6,7 @@
 
 #include <openssl/err.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "log.h"
 #include "proxyd/tlsctx.h"
@@ -94,6 +95,25 @@ SSL_CTX *tlsctx_new(const char *cert_file, const char *key_file,
 fail:
     SSL_CTX_free(ctx);
     return NULL;
+}
+
+bool tlsctx_peer_is_host(SSL *ssl, const char *host)
+{
+    X509 *cert;
+    bool ok;
+
+    if (ssl == NULL || host == NULL || host[0] == '\0')
+        return false;
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    cert = SSL_get1_peer_certificate(ssl);
+#else
+    cert = SSL_get_peer_certificate(ssl);
+#endif
+    if (cert == NULL)
+        return false;
+    ok = X509_check_host(cert, host, strlen(host), X509_CHECK_FLAG_NO_WILDCARDS, NULL) == 1;
+    X509_free(cert);
+    return ok;
 }
 
 void tlsctx_peer_name(SSL *ssl, char *out, size_t len)

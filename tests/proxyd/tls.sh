@@ -27,6 +27,10 @@ mkca rogue
 mkcert server ca localhost "subjectAltName=IP:127.0.0.1,DNS:localhost
 extendedKeyUsage=serverAuth"
 mkcert client ca compute-1 "extendedKeyUsage=clientAuth"
+mkcert client2 ca compute-2 "subjectAltName=DNS:compute-2
+extendedKeyUsage=clientAuth"
+mkcert client3 ca not-a-host "subjectAltName=DNS:compute-3
+extendedKeyUsage=clientAuth"
 mkcert intruder rogue compute-1 "extendedKeyUsage=clientAuth"
 # An expired client certificate of the right CA (openssl ca can backdate).
 openssl req -newkey rsa:2048 -nodes -keyout old.key -out old.csr \
@@ -40,6 +44,23 @@ cd - > /dev/null || true
 
 fake_start
 HTTPS="https://127.0.0.1:$PORT"
+
+# ---- a private key others can read is refused (-t and start) ---------------
+write_conf "tls:" "  cert_file: $T/server.crt" "  key_file: $T/server.key"
+for mode in 0640 0604 0666; do
+    chmod "$mode" "$T/server.key"
+    "$PROXYD" -t -c "$CONF" > "$T/check.out" 2>&1
+    rc=$?
+    [ $rc = 2 ] || fail "key mode $mode: -t exit $rc: $(cat "$T/check.out")"
+    grep -q "^$CONF:6:13: tls.key_file: $T/server.key is readable by group or others (mode $mode)" \
+        "$T/check.out" || fail "key mode $mode: $(cat "$T/check.out")"
+    "$PROXYD" -c "$CONF" > "$T/check.out" 2>&1
+    rc=$?
+    [ $rc = 2 ] || fail "key mode $mode: start exit $rc: $(cat "$T/check.out")"
+done
+chmod 0600 "$T/server.key"
+"$PROXYD" -t -c "$CONF" > "$T/check.out" 2>&1 || fail "key mode 0600 refused: $(cat "$T/check.out")"
+pass "a private key readable by group or others is refused at -t and start"
 
 # ---- server authentication only -------------------------------------------
 write_conf "tls: {cert_file: $T/server.crt, key_file: $T/server.key}"
@@ -103,6 +124,41 @@ grep -q 'http method=POST uri="/v1/vtpms" status=201 peer=127.0.0.1:[0-9]* clien
     "$T/proxyd.log" || fail "the client's subject is not in the access log"
 CURL_OPTS=""
 pass "mTLS: no certificate, another CA's, an expired one refused and logged; the right one served"
+
+# ---- a client certificate acts for its own host only ------------------------
+as() { # CLIENT: curl options for that client certificate
+    echo "--cacert $T/ca.crt --cert $T/$1.crt --key $T/$1.key"
+}
+C=$(uuidgen_)
+uc=$(URL_BASE=$HTTPS CURL_OPTS=$(as client2) create "$C" compute-2)
+D=$(uuidgen_)
+ud=$(URL_BASE=$HTTPS CURL_OPTS=$(as client3) create "$D" compute-3)
+news=$(fake_count VTPM_NEW)
+URL_BASE=$HTTPS CURL_OPTS=$(as client) expect 403 POST /v1/vtpms \
+    "{\"instance_uuid\": \"$(uuidgen_)\", \"host\": \"compute-2\"}"
+[ "$(jget 'j["error"]["code"]')" = forbidden ] || fail "403 body: $(cat "$T/body")"
+URL_BASE=$HTTPS CURL_OPTS=$(as client3) expect 403 POST /v1/vtpms \
+    "{\"instance_uuid\": \"$(uuidgen_)\", \"host\": \"not-a-host\"}"
+[ "$(fake_count VTPM_NEW)" = "$news" ] || fail "a forbidden create reached vtpmmgr"
+URL_BASE=$HTTPS CURL_OPTS=$(as client) expect 403 GET "/v1/vtpms/$uc"
+URL_BASE=$HTTPS CURL_OPTS=$(as client) expect 403 DELETE "/v1/vtpms/$uc"
+URL_BASE=$HTTPS CURL_OPTS=$(as client2) expect 200 GET "/v1/vtpms/$uc"
+URL_BASE=$HTTPS CURL_OPTS=$(as client2) expect 200 GET /v1/vtpms
+[ "$(jget '",".join(sorted(v["host"] for v in j["vtpms"]))')" = compute-2 ] ||
+    fail "compute-2's list shows other hosts: $(cat "$T/body")"
+URL_BASE=$HTTPS CURL_OPTS=$(as client) expect 200 GET /v1/vtpms
+[ "$(jget '",".join(sorted(set(v["host"] for v in j["vtpms"])))')" = compute-1 ] ||
+    fail "compute-1's list: $(cat "$T/body")"
+URL_BASE=$HTTPS CURL_OPTS=$(as client3) expect 204 DELETE "/v1/vtpms/$ud"
+[ "$(fake_live | grep -c "$uc")" = 1 ] || fail "compute-2's vTPM is gone"
+proxyd_stop
+pass "a client certificate creates, reads, lists and deletes only its own host's vTPMs (CN, or SAN DNS)"
+
+write_conf "tls: {cert_file: $T/server.crt, key_file: $T/server.key, client_ca_file: $T/ca.crt, bind_host: false}"
+proxyd_start
+URL_BASE=$HTTPS CURL_OPTS=$(as client) expect 200 GET "/v1/vtpms/$uc"
+URL_BASE=$HTTPS CURL_OPTS=$(as client) expect 204 DELETE "/v1/vtpms/$uc"
+pass "tls.bind_host: false lets any client certificate act for any host"
 
 proxyd_stop
 check_no_forbidden
