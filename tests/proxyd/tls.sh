@@ -54,7 +54,7 @@ for mode in 0640 0604 0666; do
     [ $rc = 2 ] || fail "key mode $mode: -t exit $rc: $(cat "$T/check.out")"
     grep -q "^$CONF:6:13: tls.key_file: $T/server.key is readable by group or others (mode $mode)" \
         "$T/check.out" || fail "key mode $mode: $(cat "$T/check.out")"
-    "$PROXYD" -c "$CONF" > "$T/check.out" 2>&1
+    timeout 30 "$PROXYD" -c "$CONF" > "$T/check.out" 2>&1
     rc=$?
     [ $rc = 2 ] || fail "key mode $mode: start exit $rc: $(cat "$T/check.out")"
 done

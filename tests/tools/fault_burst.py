@@ -124,7 +124,8 @@ def malformed(rng, tpl, inst, max_size):
         body = json.dumps({"oslo.version": "2.0", "oslo.message": "{nope"}).encode()
     elif kind == 5:  # bad instance UUIDs
         inner["payload"]["nova_object.data"]["uuid"] = rng.choice(
-            ["not-a-uuid", "../../../etc/passwd", inst + "/../x", inst[:-1], "", "a" * 300])
+            ["not-a-uuid", "../../../etc/passwd", inst + "/../x", inst[:-1], "", "a" * 300,
+             "00000000-0000-0000-0000-000000000000"])
         body = json.dumps({"oslo.version": "2.0", "oslo.message": json.dumps(inner)}).encode()
     elif kind == 6:  # oversize
         body = b'{"pad": "' + b"x" * (max_size + 1024) + b'"}'
