@@ -30,6 +30,12 @@ grep -q "^$T/bad-group.yaml:2:10: vtpmmgr.group: '12345' is not a UUID" "$T/bad.
 "$PROXYD" -c "$T/missing.yaml" -t > "$T/m.out" 2>&1
 [ $? -eq 2 ] || fail "missing config: want exit 2"
 grep -q "^$T/missing.yaml:1:1: cannot open" "$T/m.out" || fail "missing: $(cat "$T/m.out")"
+# YAML nested 50,000 levels deep: refused at the 65th level (the shared
+# parser bounds the depth before building a tree).
+"$PYTHON" -c "import sys; n=50000; sys.stdout.write('orphans: ' + '['*n + ']'*n + '\\n')" > "$T/deep.yaml"
+"$PROXYD" -c "$T/deep.yaml" -t > "$T/deep.out" 2>&1
+[ $? -eq 2 ] || fail "deep config: want exit 2"
+grep -q "^$T/deep.yaml:1:73: nested deeper than 64 levels" "$T/deep.out" || fail "deep: $(cat "$T/deep.out")"
 pass "invalid configurations exit 2 with FILE:LINE:COL"
 
 "$PROXYD" --bogus > "$T/u.out" 2>&1
