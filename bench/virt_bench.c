@@ -54,7 +54,7 @@ static int work(virConnectPtr conn, void *arg, char **err)
     if (j->destroy)
         ret = virt_destroy_undefine(conn, j->name, err);
     else
-        ret = virt_define_start(conn, j->xml, j->name, err);
+        ret = virt_define_start(conn, j->xml, j->name, 0, err);
     j->work_ns = now_ns() - t0;
     return ret;
 }

@@ -107,6 +107,7 @@ struct config {
         uint64_t memory;
         char *vtpmmgr_domain;
         int64_t workers;
+        bool require_vtpm; /* refuse stub domains libvirt keeps no <vtpm> in */
     } libvirt;
 
     struct {

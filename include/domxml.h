@@ -93,6 +93,20 @@ struct domxml_meta {
 int domxml_parse_metadata(const char *xml, struct domxml_meta *out);
 void domxml_meta_clear(struct domxml_meta *m);
 
+/* The <devices>/<vtpm> element of a whole domain XML, as libvirt with the
+ * contrib/libvirt series writes it back: *backend_out and *uuid_out are
+ * malloc'ed (*uuid_out NULL when the element has no uuid). 0 found,
+ * -ENOENT no such device (an unpatched libvirt drops it; vtpmd's
+ * metadata, also named vtpm, is not it), -EINVAL not a domain, or more
+ * than one. */
+int domxml_find_vtpm(const char *xml, char **backend_out, char **uuid_out);
+
+/* A domain that has nothing but a <vtpm backend='BACKEND' uuid='UUID'/>
+ * device and no vtpmd metadata (reconciliation never sees it): defined
+ * and read back, it tells whether libvirt keeps the device. */
+int domxml_build_probe(const char *name, const char *uuid, const char *kernel,
+                       const char *backend, char **xml_out);
+
 /* The guest's device element <vtpm backend='STUB'/> for contrib/openstack. */
 int domxml_guest_vtpm(const char *stub_name, char **xml_out);
 

@@ -126,6 +126,11 @@ struct engine {
     struct hmap *insts;   /* uuid -> struct inst* */
     size_t busy;
     bool libvirt_up;
+    /* Whether libvirt keeps <vtpm> (engine_vtpm_probe): -1 not known yet
+     * (or the probe failed), 0 no, 1 yes; vtpm_why says why not. */
+    int libvirt_vtpm;
+    char *vtpm_why;
+    unsigned vtpm_probe_gen; /* a newer connection outdates a probe */
     bool stopping; /* engine_shutdown: no more retries */
     bool draining; /* engine_drain: queued events wait for the next vtpmd */
     struct publish_ctx *publishing;
@@ -165,6 +170,7 @@ struct build_job {
     bool from_spare;         /* result: the image was a spare */
     bool remove;
     bool repair; /* re-define/start only: never recreate a lost image */
+    bool require_vtpm; /* libvirt.require_vtpm: VIRT_REQUIRE_VTPM */
 };
 
 struct build_job *engine_job_new(struct inst *in);
@@ -176,6 +182,10 @@ void inst_kick(struct inst *in);
 void inst_publish(struct inst *in, const char *event_type, bool commit);
 void inst_commit_start(struct inst *in, const char *event_type);
 void inst_start_teardown(struct inst *in);
+
+/* src/engine_vtpmcheck.c: asks libvirt whether it keeps <vtpm> (at
+ * every connection), for health and the log. */
+void engine_vtpm_probe(struct engine *e);
 
 /* src/engine_reconcile.c */
 void engine_reconcile(struct engine *e, const char *why);

@@ -94,12 +94,35 @@ size_t virt_queue_length(struct virt *v);
  * return 0 or a negative errno (see virt_error), with *err set on failure,
  * and refuse names that are not domxml_name_valid() with -EINVAL. */
 
+/* virt_define_start flags. VIRT_REQUIRE_VTPM: xml carries a
+ * <devices><vtpm> that libvirt must keep. The XML is defined with
+ * VIR_DOMAIN_DEFINE_VALIDATE (libvirt checks it against its schema) and
+ * read back before anything is started; -ENODEV, and nothing started,
+ * when libvirt's schema refuses it (vtpmd's XML is valid for the schema of
+ * a libvirt with the contrib/libvirt series: tests/integration/domxml-rng.sh)
+ * or the defined domain has no such device any more (a libvirt without the
+ * series that does not validate drops it silently). Without the flag, a
+ * libvirt that drops the device is not noticed: for test:///default. */
+#define VIRT_REQUIRE_VTPM 1u
+
 /* Defines (with metadata) and starts; idempotent: an existing definition
  * with the same name and UUID is redefined, a running domain is left
  * running (a paused one resumed). -EEXIST when another domain holds the
- * name or the UUID. It does not undefine on a failed start: rolling back
- * is the caller's decision (virt_destroy_undefine). */
-int virt_define_start(virConnectPtr conn, const char *xml, const char *name, char **err);
+ * name or the UUID. It does not undefine on a failed start, nor after
+ * -ENODEV: rolling back is the caller's decision (virt_destroy_undefine). */
+int virt_define_start(virConnectPtr conn, const char *xml, const char *name, unsigned flags,
+                      char **err);
+
+/* The probe domain's name and UUID (no vtpmd metadata; a leftover of a
+ * crash is redefined and removed by the next probe). */
+#define VIRT_PROBE_NAME "vtpmd-vtpm-probe"
+#define VIRT_PROBE_UUID "7670746d-642d-4e70-9072-6f6265000001"
+/* Whether the connected libvirt keeps a <vtpm> device: defines the probe
+ * domain (kernel: any absolute path, never started) with
+ * VIR_DOMAIN_DEFINE_VALIDATE, reads it back and undefines it. 1 kept, 0
+ * refused or dropped (*err says which), negative errno when libvirt
+ * failed otherwise. */
+int virt_probe_vtpm(virConnectPtr conn, const char *kernel, char **err);
 /* Destroys and undefines; idempotent: a missing domain is success.
  * -EPERM for a domain without vtpmd metadata: vtpmd removes only its own. */
 int virt_destroy_undefine(virConnectPtr conn, const char *name, char **err);

@@ -51,7 +51,7 @@ bin_PROGRAMS += vtpmctl
 vtpmctl_SOURCES = src/vtpmctl.c
 vtpmctl_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 vtpmctl_LDADD = libvtpmcommon.a $(JANSSON_LIBS)
-libvtpmd_a_SOURCES += src/engine.c src/engine_ctl.c src/engine_reconcile.c \
+libvtpmd_a_SOURCES += src/engine.c src/engine_ctl.c src/engine_reconcile.c src/engine_vtpmcheck.c \
 	include/engine.h include/engine_priv.h
 
 TESTS += tests/integration/engine-e2e.sh tests/integration/engine-proxy.sh \

@@ -47,8 +47,11 @@ tests_unit_test_domxml_CFLAGS = $(UNIT_CFLAGS) \
 	-DLIBVIRT_SCHEMA_DIR='"$(LIBVIRT_DATAROOTDIR)/libvirt/schemas"'
 
 UNIT_TESTS += tests/unit/test_virt
-TESTS += tests/integration/virt-valgrind.sh
-EXTRA_DIST += tests/integration/virt-valgrind.sh
+# Stands in for libvirts with and without the <vtpm> series.
+tests_unit_test_virt_LDFLAGS = $(AM_LDFLAGS) -Wl,--wrap=virDomainDefineXMLFlags \
+	-Wl,--wrap=virDomainGetXMLDesc
+TESTS += tests/integration/virt-valgrind.sh tests/integration/virt-require-vtpm.sh
+EXTRA_DIST += tests/integration/virt-valgrind.sh tests/integration/virt-require-vtpm.sh
 
 # virt against a private libvirtd that is killed and restarted.
 check_PROGRAMS += tests/tools/virt-probe

@@ -340,6 +340,37 @@ int domxml_build(const struct domxml_params *p, char **xml_out)
     return 0;
 }
 
+int domxml_build_probe(const char *name, const char *uuid, const char *kernel,
+                       const char *backend, char **xml_out)
+{
+    xmlDocPtr doc autodoc = NULL;
+    xmlNodePtr dom, os, type, devices, node;
+    char u[UUIDUTIL_BUFLEN];
+
+    if (!domxml_name_valid(name) || !uuid_ok(uuid) || kernel == NULL || !path_valid(kernel) ||
+        backend == NULL || !backend_valid(backend))
+        return -EINVAL;
+    uuid_lower(uuid, u);
+    doc = xml_ok(xmlNewDoc((const xmlChar *)"1.0"));
+    dom = xml_ok(xmlNewNode(NULL, (const xmlChar *)"domain"));
+    xmlDocSetRootElement(doc, dom);
+    add_prop(dom, "type", "xen");
+    add_text(dom, NULL, "name", name);
+    add_text(dom, NULL, "uuid", u);
+    node = add_text(dom, NULL, "memory", "8192");
+    add_prop(node, "unit", "KiB");
+    os = add_node(dom, "os");
+    type = add_text(os, NULL, "type", "linux");
+    add_prop(type, "machine", "xenpv");
+    add_text(os, NULL, "kernel", kernel);
+    devices = add_node(dom, "devices");
+    node = add_node(devices, "vtpm");
+    add_prop(node, "backend", backend);
+    add_prop(node, "uuid", u);
+    *xml_out = serialize(doc);
+    return 0;
+}
+
 int domxml_build_metadata(const struct domxml_params *p, char **xml_out)
 {
     xmlDocPtr doc autodoc = NULL;
@@ -469,6 +500,55 @@ int domxml_parse_metadata(const char *xml, struct domxml_meta *out)
     if ((ret = read_fields(vtpm, &m)) < 0)
         return ret;
     *out = m;
+    return 0;
+}
+
+static char *prop_dup(xmlNodePtr n, const char *name)
+{
+    xmlChar *v = xmlGetNoNsProp(n, (const xmlChar *)name);
+    char *s;
+
+    if (v == NULL)
+        return NULL;
+    s = xstrdup((const char *)v);
+    xmlFree(v);
+    return s;
+}
+
+int domxml_find_vtpm(const char *xml, char **backend_out, char **uuid_out)
+{
+    xmlDocPtr doc autodoc = NULL;
+    xmlNodePtr root, found = NULL;
+    char *backend;
+    size_t len;
+
+    if (xml == NULL || (len = strlen(xml)) == 0 || len > DOMXML_INPUT_MAX)
+        return -EINVAL;
+    doc = xmlReadMemory(xml, (int)len, "domain.xml", NULL,
+                        XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    if (doc == NULL || (root = xmlDocGetRootElement(doc)) == NULL ||
+        !named(root, "domain") || !ns_is(root, NULL))
+        return -EINVAL;
+    for (xmlNodePtr d = root->children; d; d = d->next) {
+        if (!named(d, "devices") || !ns_is(d, NULL))
+            continue;
+        for (xmlNodePtr v = d->children; v; v = v->next) {
+            if (!named(v, "vtpm") || !ns_is(v, NULL))
+                continue;
+            if (found)
+                return -EINVAL;
+            found = v;
+        }
+    }
+    if (found == NULL)
+        return -ENOENT;
+    if ((backend = prop_dup(found, "backend")) == NULL)
+        return -EINVAL; /* libvirt's schema requires it */
+    if (uuid_out)
+        *uuid_out = prop_dup(found, "uuid");
+    if (backend_out)
+        *backend_out = steal_ptr(backend);
+    free(backend);
     return 0;
 }
 

@@ -656,7 +656,7 @@ int build_work(virConnectPtr conn, void *arg, char **err)
         xasprintf(err, "cannot build the domain XML: %s", strerror(-ret));
         return ret;
     }
-    ret = virt_define_start(conn, xml, j->name, err);
+    ret = virt_define_start(conn, xml, j->name, j->require_vtpm ? VIRT_REQUIRE_VTPM : 0, err);
     free(xml);
     return ret;
 }
@@ -724,6 +724,7 @@ static void build_done(int ret, char *err, void *arg)
     build_job_free(j);
     inst_set_error(in, ret == -ENOTCONN ? "libvirt_unavailable"
                        : ret == -ENOSPC ? "disk_full"
+                       : ret == -ENODEV ? "vtpm_device_dropped"
                                         : "provisioning_failed",
                    err ? err : strerror(-ret));
     free(err);
@@ -809,6 +810,7 @@ struct build_job *engine_job_new(struct inst *in)
     j->rule = in->rule ? xstrdup(in->rule) : NULL;
     j->host = xstrdup(cfg->host);
     j->vtpmmgr_domain = xstrdup(cfg->libvirt.vtpmmgr_domain);
+    j->require_vtpm = cfg->libvirt.require_vtpm;
     j->pool = in->e->pool ? image_pool_ref(in->e->pool) : NULL;
     j->p.name = j->name;
     j->p.vtpm_uuid = j->vtpm_uuid;
@@ -1100,6 +1102,7 @@ int engine_new(struct event_base *base, const struct engine_deps *deps,
     e->cfg = cfg;
     e->policy = policy;
     e->insts = hmap_new();
+    e->libvirt_vtpm = -1;
     journal_loaded(deps->journal, &recs, &n);
     for (size_t i = 0; i < n; i++) {
         struct inst *in = inst_get(e, recs[i].instance_uuid, true);
@@ -1228,5 +1231,6 @@ void engine_free(struct engine *e)
         publish_free(e->publishing);
     hmap_free(e->insts, inst_free);
     image_pool_unref(e->pool);
+    free(e->vtpm_why);
     free(e);
 }

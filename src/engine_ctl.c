@@ -331,12 +331,18 @@ static void handle_health(struct engine *e, struct control_req *req)
 
     hmap_foreach(e->insts, count_visible, &live);
     bus_get_stats(e->deps.bus, &bs);
-    ok = bs.connected && bs.consuming && e->libvirt_up;
+    /* A libvirt that drops <vtpm> fails every create while required. */
+    ok = bs.connected && bs.consuming && e->libvirt_up &&
+         !(e->libvirt_vtpm == 0 && e->cfg->libvirt.require_vtpm);
     control_reply_json(req, ok ? 200 : 503,
-                       json_pack("{s:s,s:s,s:s,s:i,s:i}", "status", ok ? "ok" : "degraded",
+                       json_pack("{s:s,s:s,s:s,s:s,s:s?,s:i,s:i}", "status", ok ? "ok" : "degraded",
                                  "bus", bs.consuming ? "consuming"
                                         : bs.connected ? "connected" : "disconnected",
                                  "libvirt", e->libvirt_up ? "connected" : "disconnected",
+                                 "libvirt_vtpm", e->libvirt_vtpm == 1 ? "supported"
+                                                 : e->libvirt_vtpm == 0 ? "missing"
+                                                                        : "unknown",
+                                 "libvirt_vtpm_error", e->libvirt_vtpm == 1 ? NULL : e->vtpm_why,
                                  "instances", (json_int_t)live,
                                  "busy", (json_int_t)e->busy));
 }

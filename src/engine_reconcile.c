@@ -353,8 +353,10 @@ void engine_libvirt_state(struct engine *e, bool up)
     bool was = e->libvirt_up;
 
     e->libvirt_up = up;
-    if (up && !was)
+    if (up && !was) {
+        engine_vtpm_probe(e);
         engine_reconcile(e, e->reconciled ? "libvirt reconnected" : "start-up");
+    }
     engine_reconcile_timer_update(e);
 }
 

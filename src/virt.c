@@ -11,10 +11,13 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/queue.h>
 #include <time.h>
 
@@ -671,6 +674,11 @@ int virt_error(virConnectPtr conn, const char *what, char **err)
         free(*err);
         xasprintf(err, "%s: %s", what,
                   e && e->message ? e->message : "unknown libvirt error");
+        /* Schema errors span lines; a log line and a status message do not. */
+        for (char *p = *err; *p; p++) {
+            if (*p == '\n')
+                *p = p[1] ? ' ' : '\0';
+        }
     }
     virResetLastError();
     return ret;
@@ -714,32 +722,26 @@ static int virt_last_code(void)
     return e ? e->code : VIR_ERR_OK;
 }
 
-int virt_define_start(virConnectPtr conn, const char *xml, const char *name, char **err)
+static void virt_set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void virt_set_err(char **err, const char *fmt, ...)
 {
-    virDomainPtr dom autodom = NULL;
+    va_list ap;
+
+    if (err == NULL)
+        return;
+    free(*err);
+    va_start(ap, fmt);
+    if (vasprintf(err, fmt, ap) < 0)
+        abort();
+    va_end(ap);
+}
+
+/* Starts dom unless it runs (resumes it when paused). */
+static int virt_start(virConnectPtr conn, virDomainPtr dom, char **err)
+{
     int active, state, reason;
 
-    if (conn == NULL)
-        return virt_not_connected(err);
-    if (xml == NULL || !domxml_name_valid(name))
-        return virt_bad_args(err, "define");
-
-    dom = virDomainDefineXML(conn, xml);
-    if (dom == NULL) {
-        /* Name or UUID taken by another domain is OPERATION_FAILED. */
-        int code = virt_last_code();
-        int ret = virt_error(conn, "define", err);
-
-        return code == VIR_ERR_OPERATION_FAILED && ret == -EIO ? -EEXIST : ret;
-    }
-    if (strcmp(virDomainGetName(dom), name) != 0) {
-        if (err) {
-            free(*err);
-            xasprintf(err, "define: XML names domain '%s', expected '%s'",
-                      virDomainGetName(dom), name);
-        }
-        return -EINVAL;
-    }
     if ((active = virDomainIsActive(dom)) < 0)
         return virt_error(conn, "start", err);
     if (!active) {
@@ -757,6 +759,133 @@ int virt_define_start(virConnectPtr conn, const char *xml, const char *name, cha
     if (state == VIR_DOMAIN_PAUSED && virDomainResume(dom) < 0)
         return virt_error(conn, "resume", err);
     return 0;
+}
+
+/* What libvirt says when VIR_DOMAIN_DEFINE_VALIDATE fails on the schema. */
+static bool virt_schema_refused(void)
+{
+    return virt_last_code() == VIR_ERR_XML_INVALID_SCHEMA;
+}
+
+/* The <vtpm> of the domain as libvirt has it defined, against the one
+ * of the XML that was given: 0 the same, -ENODEV dropped or changed. */
+static int virt_check_vtpm(virConnectPtr conn, virDomainPtr dom, const char *want_backend,
+                           const char *want_uuid, char **err)
+{
+    char *xml = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE);
+    char *backend = NULL, *uuid = NULL;
+    int r, ret = 0;
+
+    if (xml == NULL)
+        return virt_error(conn, "dumpxml", err);
+    r = domxml_find_vtpm(xml, &backend, &uuid);
+    free(xml);
+    if (r == -ENOENT) {
+        virt_set_err(err, "define: libvirt dropped the <vtpm> device from domain '%s' (a "
+                     "libvirt without vtpmd's <vtpm> series, see contrib/libvirt)",
+                     virDomainGetName(dom));
+        ret = -ENODEV;
+    } else if (r < 0 || strcmp(backend, want_backend) != 0 ||
+               (want_uuid && (uuid == NULL || strcasecmp(uuid, want_uuid) != 0))) {
+        virt_set_err(err, "define: domain '%s' has not the <vtpm> device it was defined with",
+                     virDomainGetName(dom));
+        ret = -ENODEV;
+    }
+    free(backend);
+    free(uuid);
+    return ret;
+}
+
+int virt_define_start(virConnectPtr conn, const char *xml, const char *name, unsigned flags,
+                      char **err)
+{
+    virDomainPtr dom autodom = NULL;
+    char *want_backend = NULL, *want_uuid = NULL;
+    int ret;
+
+    if (conn == NULL)
+        return virt_not_connected(err);
+    if (xml == NULL || !domxml_name_valid(name) || (flags & ~VIRT_REQUIRE_VTPM))
+        return virt_bad_args(err, "define");
+    if ((flags & VIRT_REQUIRE_VTPM) && domxml_find_vtpm(xml, &want_backend, &want_uuid) < 0)
+        return virt_bad_args(err, "define (no <vtpm> device to require)");
+
+    dom = virDomainDefineXMLFlags(conn, xml,
+                                  flags & VIRT_REQUIRE_VTPM ? VIR_DOMAIN_DEFINE_VALIDATE : 0);
+    if (dom == NULL) {
+        /* Name or UUID taken by another domain is OPERATION_FAILED. */
+        int code = virt_last_code();
+        bool refused = (flags & VIRT_REQUIRE_VTPM) && virt_schema_refused();
+
+        ret = virt_error(conn, "define", err);
+        if (refused) {
+            char *why = err ? steal_ptr(*err) : NULL;
+
+            virt_set_err(err, "libvirt's domain schema refuses the stub domain (a libvirt "
+                         "without vtpmd's <vtpm> series, see contrib/libvirt): %s",
+                         why ? why : "?");
+            free(why);
+            ret = -ENODEV;
+        } else if (code == VIR_ERR_OPERATION_FAILED && ret == -EIO) {
+            ret = -EEXIST;
+        }
+        goto out;
+    }
+    if (strcmp(virDomainGetName(dom), name) != 0) {
+        virt_set_err(err, "define: XML names domain '%s', expected '%s'",
+                     virDomainGetName(dom), name);
+        ret = -EINVAL;
+        goto out;
+    }
+    /* Before anything starts: a stub domain without its device would come
+     * up and be reported ready while the guest gets no vTPM. */
+    if ((flags & VIRT_REQUIRE_VTPM) &&
+        (ret = virt_check_vtpm(conn, dom, want_backend, want_uuid, err)) < 0)
+        goto out;
+    ret = virt_start(conn, dom, err);
+out:
+    free(want_backend);
+    free(want_uuid);
+    return ret;
+}
+
+int virt_probe_vtpm(virConnectPtr conn, const char *kernel, char **err)
+{
+    virDomainPtr dom autodom = NULL;
+    char *xml = NULL;
+    int ret;
+
+    if (conn == NULL)
+        return virt_not_connected(err);
+    if (domxml_build_probe(VIRT_PROBE_NAME, VIRT_PROBE_UUID, kernel, "vtpmmgr", &xml) < 0)
+        return virt_bad_args(err, "probe");
+    dom = virDomainDefineXMLFlags(conn, xml, VIR_DOMAIN_DEFINE_VALIDATE);
+    free(xml);
+    if (dom == NULL) {
+        if (virt_schema_refused()) {
+            char *why = NULL;
+
+            virt_error(conn, "define", &why);
+            virt_set_err(err, "libvirt's domain schema refuses <vtpm>: %s", why);
+            free(why);
+            return 0;
+        }
+        return virt_error(conn, "probe: define", err);
+    }
+    ret = virt_check_vtpm(conn, dom, "vtpmmgr", VIRT_PROBE_UUID, err);
+    if (ret == -ENODEV) {
+        virt_set_err(err, "libvirt drops the <vtpm> device from a domain it defines");
+        ret = 0;
+    } else if (ret == 0) {
+        ret = 1;
+    }
+    if (virDomainUndefine(dom) < 0) {
+        if (ret >= 0)
+            ret = virt_error(conn, "probe: undefine", err);
+        else
+            virResetLastError();
+    }
+    return ret;
 }
 
 /* Whether dom carries vtpmd metadata (of instance_uuid, when not NULL):

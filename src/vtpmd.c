@@ -175,6 +175,14 @@ static void vtpmd_apply_logging(struct vtpmd *d)
                                                                : LOG_TARGET_STDERR);
 }
 
+/* What an operator should know about a configuration that loaded. */
+static void vtpmd_config_warnings(const struct config *cfg)
+{
+    if (!cfg->libvirt.require_vtpm)
+        log_warn("libvirt.require_vtpm is false: a stub domain that libvirt defines "
+                 "without its <vtpm> device is reported ready (only for test:///default)");
+}
+
 int vtpmd_reload(struct vtpmd *d)
 {
     struct cfg_errors errs = {0};
@@ -225,6 +233,7 @@ int vtpmd_reload(struct vtpmd *d)
     vtpmd_apply_logging(d);
     log_info("configuration reloaded file=%s host=%s rules=%zu", d->config_path,
              d->cfg->host, d->cfg->policy.rules.n);
+    vtpmd_config_warnings(d->cfg);
     return 0;
 }
 
@@ -389,6 +398,7 @@ int vtpmd_run(struct vtpmd *d)
 {
     log_info("vtpmd %s started host=%s config=%s libvirt=%s", PACKAGE_VERSION,
              d->cfg->host, d->config_path, d->cfg->libvirt.uri);
+    vtpmd_config_warnings(d->cfg);
     bus_start(d->bus);
     if (event_base_dispatch(d->base) < 0) {
         log_error("event loop failed");

@@ -15,7 +15,7 @@ bus_config() {
         echo "log: {level: info}"
         echo "vtpmmgr: {provider: local}"
         echo "image: {dir: $T/images}"
-        echo "libvirt: {uri: 'test:///default'}"
+        echo "libvirt: {uri: 'test:///default', require_vtpm: false}"
         echo "control: {socket: $T/control.sock}"
         echo "amqp:"
         echo "  urls: ['$_u']"

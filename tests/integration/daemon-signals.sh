@@ -13,7 +13,7 @@ log: {level: info}
 amqp: {urls: ['amqp://127.0.0.1:1/']}
 vtpmmgr: {provider: local}
 image: {dir: $T/images}
-libvirt: {uri: 'test:///default'}
+libvirt: {uri: 'test:///default', require_vtpm: false}
 control: {socket: $T/control.sock}
 YAML
 
@@ -44,7 +44,7 @@ pass "reload with a broken file keeps running"
 
 # What is read only at start is said so, not silently ignored.
 grep -q 'restarts' "$T/daemon.log" && fail "restart warning without a change"
-sed -i "s|libvirt: {uri: 'test:///default'}|libvirt: {uri: 'test:///default', workers: 3}|" "$T/vtpmd.yaml"
+sed -i "s|libvirt: {uri: 'test:///default', require_vtpm: false}|libvirt: {uri: 'test:///default', require_vtpm: false, workers: 3}|" "$T/vtpmd.yaml"
 kill -HUP $pid
 wait_count "$T/daemon.log" 'configuration reloaded' 3 30 || fail "third good reload not applied"
 grep -q 'libvirt.workers takes effect when vtpmd restarts; still using libvirt.workers=8' \

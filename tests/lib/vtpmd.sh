@@ -26,7 +26,7 @@ state_dir: $T/state
 log: {level: debug}
 amqp: {urls: ['$BROKER_URL'], heartbeat: 10s}
 image: {dir: $T/images}
-libvirt: {uri: 'test:///default'}
+libvirt: {uri: 'test:///default', require_vtpm: false}
 control: {socket: $T/control.sock}
 YAML
     for _l in "$@"; do printf '%s\n' "$_l" >> "$_f"; done

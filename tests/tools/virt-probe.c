@@ -36,7 +36,7 @@ static int work_define(virConnectPtr conn, void *arg, char **err)
 {
     struct probe *p = arg;
 
-    return virt_define_start(conn, p->xml, p->name, err);
+    return virt_define_start(conn, p->xml, p->name, 0, err);
 }
 
 static void done_define(int ret, char *err, void *arg)

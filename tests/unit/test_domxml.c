@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -506,6 +507,49 @@ static void test_libvirt_schema(void **state)
     free(xml);
 }
 
+/* The device, never vtpmd's metadata element of the same local name. */
+static void test_find_vtpm(void **state)
+{
+    struct domxml_params p = base_params();
+    char *xml = NULL, *b = NULL, *u = NULL;
+
+    assert_int_equal(domxml_build(&p, &xml), 0);
+    assert_int_equal(domxml_find_vtpm(xml, &b, &u), 0);
+    assert_string_equal(b, "vtpmmgr");
+    assert_non_null(u);
+    assert_int_equal(strcasecmp(u, p.vtpm_uuid), 0);
+    free(b);
+    free(u);
+    free(xml);
+    /* What test:///default gives back: metadata kept, device dropped. */
+    assert_int_equal(domxml_find_vtpm(
+        "<domain type='xen'><name>v</name><metadata><vtpmd:vtpm "
+        "xmlns:vtpmd='http://vtpmd.org/xmlns/vtpmd/1.0'/></metadata><devices>"
+        "<disk type='file'/></devices></domain>", &b, &u), -ENOENT);
+    assert_int_equal(domxml_find_vtpm("<domain><devices><vtpm xmlns='urn:x' backend='a'/>"
+                                      "</devices></domain>", &b, NULL), -ENOENT);
+    assert_int_equal(domxml_find_vtpm("<domain><devices><vtpm backend='stub-1'/></devices>"
+                                      "</domain>", &b, &u), 0);
+    assert_string_equal(b, "stub-1");
+    assert_null(u);
+    free(b);
+    assert_int_equal(domxml_find_vtpm("<domain><devices><vtpm backend='a'/><vtpm backend='b'/>"
+                                      "</devices></domain>", &b, NULL), -EINVAL);
+    assert_int_equal(domxml_find_vtpm("<domain><devices><vtpm/></devices></domain>", &b, NULL),
+                     -EINVAL);
+    assert_int_equal(domxml_find_vtpm("<domain>", &b, NULL), -EINVAL);
+    assert_int_equal(domxml_find_vtpm("<vtpm backend='a'/>", &b, NULL), -EINVAL);
+    /* The probe domain has the device and no metadata. */
+    assert_int_equal(domxml_build_probe("vtpmd-vtpm-probe", "7670746d-642d-4e70-9072-6f6265000001",
+                                        "/k", "vtpmmgr", &xml), 0);
+    assert_int_equal(domxml_find_vtpm(xml, &b, NULL), 0);
+    assert_string_equal(b, "vtpmmgr");
+    assert_int_equal(domxml_parse_metadata(xml, &(struct domxml_meta){0}), -ENOENT);
+    free(b);
+    free(xml);
+    assert_int_equal(domxml_build_probe("x", "nope", "/k", "vtpmmgr", &xml), -EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -517,6 +561,7 @@ int main(void)
         cmocka_unit_test(test_build_rejects),
         cmocka_unit_test(test_metacharacters_escaped),
         cmocka_unit_test(test_guest_vtpm),
+        cmocka_unit_test(test_find_vtpm),
         cmocka_unit_test(test_libvirt_schema),
     };
     int ret;

@@ -54,6 +54,42 @@
 #include "virt_priv.h"
 #include "xalloc.h"
 
+/* The libvirt this test stands in for, by wrapping two calls
+ * (-Wl,--wrap): LV_REAL is test:///default as it is (its schema refuses
+ * <vtpm> under VIR_DOMAIN_DEFINE_VALIDATE, and it drops the element
+ * without); LV_NO_VALIDATE a libvirt without the series that ignores the
+ * validate flag (drops the element silently); LV_PATCHED one with the
+ * series (keeps <vtpm backend='vtpmmgr' uuid='<the domain UUID>'/>, as the
+ * stub domains and the probe have it). */
+enum lv_mode { LV_REAL, LV_NO_VALIDATE, LV_PATCHED };
+static _Atomic int lv_mode = LV_REAL;
+
+virDomainPtr __real_virDomainDefineXMLFlags(virConnectPtr conn, const char *xml, unsigned int flags);
+virDomainPtr __wrap_virDomainDefineXMLFlags(virConnectPtr conn, const char *xml, unsigned int flags);
+char *__real_virDomainGetXMLDesc(virDomainPtr dom, unsigned int flags);
+char *__wrap_virDomainGetXMLDesc(virDomainPtr dom, unsigned int flags);
+
+virDomainPtr __wrap_virDomainDefineXMLFlags(virConnectPtr conn, const char *xml, unsigned int flags)
+{
+    if (atomic_load(&lv_mode) != LV_REAL)
+        flags &= ~(unsigned)VIR_DOMAIN_DEFINE_VALIDATE;
+    return __real_virDomainDefineXMLFlags(conn, xml, flags);
+}
+
+char *__wrap_virDomainGetXMLDesc(virDomainPtr dom, unsigned int flags)
+{
+    char *xml = __real_virDomainGetXMLDesc(dom, flags), *end, *out;
+    char uuid[VIR_UUID_STRING_BUFLEN];
+
+    if (xml == NULL || atomic_load(&lv_mode) != LV_PATCHED ||
+        (end = strstr(xml, "</devices>")) == NULL || virDomainGetUUIDString(dom, uuid) < 0)
+        return xml;
+    xasprintf(&out, "%.*s  <vtpm backend='vtpmmgr' uuid='%s'/>\n  %s", (int)(end - xml), xml,
+              uuid, end);
+    free(xml);
+    return out;
+}
+
 #define URI "test:///default"
 #define WAIT_MS 120000 /* only reached on failure; valgrind is slow */
 
@@ -70,13 +106,14 @@ struct fixture {
     int nevents;
 };
 
-enum op { OP_DEFINE_START, OP_DESTROY, OP_GET_XML, OP_LIST, OP_SLEEP, OP_CONN };
+enum op { OP_DEFINE_START, OP_DESTROY, OP_GET_XML, OP_LIST, OP_SLEEP, OP_CONN, OP_PROBE };
 
 struct job {
     struct fixture *f;
     enum op op;
     const char *xml;
     const char *name;
+    unsigned flags; /* virt_define_start's */
     int sleep_ms;
     /* results */
     bool done;
@@ -124,7 +161,11 @@ static int work(virConnectPtr conn, void *arg, char **err)
     j->had_conn = conn != NULL;
     switch (j->op) {
     case OP_DEFINE_START:
-        return virt_define_start(conn, j->xml, j->name, err);
+        return virt_define_start(conn, j->xml, j->name, j->flags, err);
+    case OP_PROBE:
+        ret = virt_probe_vtpm(conn, "/usr/lib/xen/boot/vtpm-stubdom.gz", err);
+        j->n = ret > 0 ? (size_t)ret : 0;
+        return ret < 0 ? ret : 0;
     case OP_DESTROY:
         return virt_destroy_undefine(conn, j->name, err);
     case OP_GET_XML:
@@ -400,7 +441,7 @@ static void test_define_conflicts(void **state)
     assert_int_equal(run_job(f, &j), -EINVAL);
     j.op = OP_GET_XML;
     assert_int_equal(run_job(f, &j), -EINVAL);
-    assert_int_equal(virt_define_start(NULL, xml, name, NULL), -ENOTCONN);
+    assert_int_equal(virt_define_start(NULL, xml, name, 0, NULL), -ENOTCONN);
     assert_int_equal(virt_destroy_undefine(NULL, name, NULL), -ENOTCONN);
     assert_true(virt_error_transient(-ENOTCONN));
     assert_false(virt_error_transient(-EINVAL));
@@ -413,6 +454,106 @@ static void test_define_conflicts(void **state)
     free(xml2);
     free(name);
     free(name2);
+}
+
+/* libvirt.require_vtpm: a libvirt that refuses or drops <vtpm> never gets
+ * the stub domain started; one with the series does. */
+static void test_require_vtpm(void **state)
+{
+    struct fixture *f = *state;
+    const char *iu = "44444444-1111-4111-8111-111111111111";
+    const char *vu = "dddddddd-1111-4111-8111-111111111111";
+    char *name = NULL, *xml = make_xml(iu, vu, &name);
+    struct job j = {.op = OP_DEFINE_START, .xml = xml, .name = name,
+                    .flags = VIRT_REQUIRE_VTPM};
+
+    /* test:///default as it is: its schema refuses the device. Nothing
+     * is defined. */
+    assert_int_equal(run_job(f, &j), -ENODEV);
+    assert_non_null(strstr(j.err, "schema refuses"));
+    assert_null(strchr(j.err, '\n'));
+    assert_int_equal(peer_state(f, name), -1);
+
+    /* A libvirt that does not validate and drops the device: defined,
+     * never started; the caller rolls back. */
+    atomic_store(&lv_mode, LV_NO_VALIDATE);
+    assert_int_equal(run_job(f, &j), -ENODEV);
+    assert_non_null(strstr(j.err, "dropped the <vtpm> device"));
+    assert_int_equal(peer_state(f, name), VIR_DOMAIN_SHUTOFF);
+    j.op = OP_DESTROY;
+    assert_int_equal(run_job(f, &j), 0);
+    assert_int_equal(peer_state(f, name), -1);
+
+    /* Without the flag it is not noticed (what test configurations use). */
+    j.op = OP_DEFINE_START;
+    j.flags = 0;
+    assert_int_equal(run_job(f, &j), 0);
+    assert_int_equal(peer_state(f, name), VIR_DOMAIN_RUNNING);
+    j.op = OP_DESTROY;
+    assert_int_equal(run_job(f, &j), 0);
+
+    /* A libvirt with the series keeps it: defined and started. */
+    atomic_store(&lv_mode, LV_PATCHED);
+    j.op = OP_DEFINE_START;
+    j.flags = VIRT_REQUIRE_VTPM;
+    assert_int_equal(run_job(f, &j), 0);
+    assert_null(j.err);
+    assert_int_equal(peer_state(f, name), VIR_DOMAIN_RUNNING);
+    j.op = OP_DESTROY;
+    assert_int_equal(run_job(f, &j), 0);
+    atomic_store(&lv_mode, LV_REAL);
+
+    /* The flag needs a device to require. */
+    j.op = OP_DEFINE_START;
+    j.xml = "<domain type='xen'><name>x</name><devices/></domain>";
+    j.name = "x";
+    assert_int_equal(run_job(f, &j), -EINVAL);
+    job_clear(&j);
+    free(xml);
+    free(name);
+}
+
+/* The probe: defined, read back, undefined; the answer per libvirt. */
+static void test_probe_vtpm(void **state)
+{
+    struct fixture *f = *state;
+    struct job j = {.op = OP_PROBE};
+    static const int modes[] = {LV_REAL, LV_NO_VALIDATE, LV_PATCHED};
+    static const char *const why[] = {"schema refuses <vtpm>", "drops the <vtpm> device", NULL};
+
+    for (size_t i = 0; i < 3; i++) {
+        atomic_store(&lv_mode, modes[i]);
+        j.n = 99;
+        assert_int_equal(run_job(f, &j), 0);
+        assert_int_equal(j.n, modes[i] == LV_PATCHED ? 1 : 0);
+        if (why[i])
+            assert_non_null(strstr(j.err, why[i]));
+        else
+            assert_null(j.err);
+        /* Nothing left behind. */
+        assert_int_equal(peer_state(f, VIRT_PROBE_NAME), -1);
+    }
+    atomic_store(&lv_mode, LV_REAL);
+    /* A leftover probe domain (a crash between define and undefine) is
+     * taken over and removed. */
+    {
+        char *xml = NULL;
+        virDomainPtr d;
+
+        assert_int_equal(domxml_build_probe(VIRT_PROBE_NAME, VIRT_PROBE_UUID, "/k", "vtpmmgr",
+                                            &xml), 0);
+        d = virDomainDefineXML(f->peer, xml);
+        assert_non_null(d);
+        virDomainFree(d);
+        free(xml);
+        assert_int_equal(peer_state(f, VIRT_PROBE_NAME), VIR_DOMAIN_SHUTOFF);
+        atomic_store(&lv_mode, LV_NO_VALIDATE);
+        assert_int_equal(run_job(f, &j), 0);
+        assert_int_equal(j.n, 0);
+        assert_int_equal(peer_state(f, VIRT_PROBE_NAME), -1);
+        atomic_store(&lv_mode, LV_REAL);
+    }
+    job_clear(&j);
 }
 
 static void test_destroy_undefine(void **state)
@@ -837,6 +978,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_connected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_define_start_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_define_conflicts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_require_vtpm, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_probe_vtpm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_destroy_undefine, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_xml, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list, setup, teardown),
