@@ -8,7 +8,9 @@ BUILD_PKGS="build-essential autoconf automake libtool pkg-config
  uuid-dev libyaml-dev libcmocka-dev libssl-dev libjsmn-dev"
 
 # Real peers for the tests and the demo: the broker, Nova's and
-# oslo.messaging's own code, xmllint, sanitizers and fuzzers.
+# oslo.messaging's own code, xmllint (also what the libvirt hook
+# contrib/openstack/libvirt-hooks/libxl needs on a compute host),
+# sanitizers and fuzzers.
 TEST_PKGS="rabbitmq-server python3 python3-oslo.messaging python3-pika
  python3-nova python3-yaml python3-prometheus-client libxml2-utils valgrind clang libclang-rt-14-dev
  curl procps openssl ca-certificates libvirt-daemon"

@@ -792,9 +792,9 @@ static int print_reply(const char *cmd, const struct opts *o, const struct reply
         return VTPMCTL_OK;
     }
     if (r->status == 200 && strcmp(cmd, "health") == 0 && !o->as_json) {
-        printf("status=%s bus=%s libvirt=%s instances=%" JSON_INTEGER_FORMAT
+        printf("status=%s bus=%s libvirt=%s libvirt_vtpm=%s instances=%" JSON_INTEGER_FORMAT
                " busy=%" JSON_INTEGER_FORMAT "\n",
-               sget(j, "status"), sget(j, "bus"), sget(j, "libvirt"),
+               sget(j, "status"), sget(j, "bus"), sget(j, "libvirt"), sget(j, "libvirt_vtpm"),
                json_integer_value(json_object_get(j, "instances")),
                json_integer_value(json_object_get(j, "busy")));
         return VTPMCTL_OK;
