@@ -153,6 +153,13 @@ config_rule_at(const struct config *cfg, size_t i)
     return &((const struct config_rule *)cfg->policy.rules.items)[i];
 }
 
+/* host's default, malloc'ed: gethostname() as it is, which is what Nova
+ * takes by default (socket.gethostname()). */
+char *config_default_host(void);
+/* A warning (malloc'ed) when host does not look like what Nova uses:
+ * the short form of this machine's fully qualified name; else NULL. */
+char *config_host_warning(const struct config *cfg);
+
 /* Expands "{host}" in a template (notifications.queue). */
 char *config_expand_host(const char *tmpl, const char *host);
 

@@ -17,11 +17,11 @@ EXTRA_DIST += contrib/systemd/vtpmd.service.in
 
 TESTS += tests/integration/ops-notify.sh tests/integration/ops-hook.sh \
 	tests/integration/ops-vtpmctl.sh tests/integration/ops-metrics.sh \
-	tests/integration/ops-listener.sh
+	tests/integration/ops-listener.sh tests/integration/ops-hostname.sh
 EXTRA_DIST += tests/integration/ops-notify.sh tests/tools/notify_reader.py \
 	tests/integration/ops-hook.sh contrib/openstack/libvirt-hooks/libxl \
 	tests/integration/ops-vtpmctl.sh tests/integration/ops-metrics.sh \
-	tests/integration/ops-listener.sh
+	tests/integration/ops-listener.sh tests/integration/ops-hostname.sh
 
 # vtpmctl watch: librabbitmq-c (blocking API) and vtpmd's own
 # configuration reader (config.o, with cfg from libvtpmcommon.a).

@@ -17,6 +17,8 @@ check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
 
 UNIT_TESTS += tests/unit/test_config
+# host's default, with a fully qualified host name whatever the machine's.
+tests_unit_test_config_LDFLAGS = $(AM_LDFLAGS) -Wl,--wrap=gethostname
 UNIT_TESTS += tests/unit/test_log
 UNIT_TESTS += tests/unit/test_cmdline
 TESTS += tests/integration/daemon-signals.sh tests/integration/cli.sh

@@ -3,8 +3,10 @@
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -71,7 +73,7 @@ static void config_validate(struct cfg_ctx *ctx, void *base);
 
 static const struct cfg_key config_keys[] = {
     {.name = "host", .type = CFG_STRING, .offset = OFF(host),
-     .help = "This compute host's name as Nova knows it. Default: the short hostname."},
+     .help = "This compute host's name as Nova knows it ([DEFAULT] host). Default: gethostname(), as Nova's (often a FQDN, not shortened)."},
     {.name = "state_dir", .type = CFG_PATH, .offset = OFF(state_dir), .def = VTPMD_STATE_DIR,
      .flags = CFG_RESTART,
      .help = "Journal and runtime state."},
@@ -326,15 +328,29 @@ char *config_expand_host(const char *tmpl, const char *host)
     return out;
 }
 
-static char *short_hostname(void)
+char *config_default_host(void)
 {
-    char buf[256];
+    char buf[HOST_NAME_MAX + 2];
 
+    /* Nova's [DEFAULT] host defaults to Python's socket.gethostname(),
+     * which is gethostname(2) as it is: often a FQDN, never shortened. */
     if (gethostname(buf, sizeof(buf)) < 0)
         return xstrdup("localhost");
     buf[sizeof(buf) - 1] = '\0';
-    buf[strcspn(buf, ".")] = '\0';
     return xstrdup(buf[0] ? buf : "localhost");
+}
+
+char *config_host_warning(const struct config *cfg)
+{
+    char *sys = config_default_host(), *msg = NULL;
+    size_t n = strlen(cfg->host);
+
+    if (strcmp(cfg->host, sys) != 0 && strncmp(sys, cfg->host, n) == 0 && sys[n] == '.')
+        xasprintf(&msg, "host=%s is the short form of this machine's name %s, which Nova "
+                  "takes as its host unless nova.conf sets [DEFAULT] host: if Nova's host "
+                  "is %s, vtpmd ignores every notification of this host", cfg->host, sys, sys);
+    free(sys);
+    return msg;
 }
 
 int config_load(const char *path, struct config **out, struct cfg_errors *errs)
@@ -347,7 +363,7 @@ int config_load(const char *path, struct config **out, struct cfg_errors *errs)
         return ret;
     c = base;
     if (c->host == NULL)
-        c->host = short_hostname();
+        c->host = config_default_host();
     c->source = path ? xstrdup(path) : NULL;
     *out = c;
     return 0;

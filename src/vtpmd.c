@@ -178,6 +178,11 @@ static void vtpmd_apply_logging(struct vtpmd *d)
 /* What an operator should know about a configuration that loaded. */
 static void vtpmd_config_warnings(const struct config *cfg)
 {
+    char *w = config_host_warning(cfg);
+
+    if (w)
+        log_warn("%s", w);
+    free(w);
     if (!cfg->libvirt.require_vtpm)
         log_warn("libvirt.require_vtpm is false: a stub domain that libvirt defines "
                  "without its <vtpm> device is reported ready (only for test:///default)");

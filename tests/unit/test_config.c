@@ -19,6 +19,22 @@
 
 static char tmpdir[] = "/tmp/vtpmd-test-config-XXXXXX";
 
+/* gethostname, faked (-Wl,--wrap=gethostname) while fake_hostname is set:
+ * the machine's own name is whatever the test runs on. */
+static const char *fake_hostname;
+int __real_gethostname(char *name, size_t len);
+int __wrap_gethostname(char *name, size_t len);
+
+int __wrap_gethostname(char *name, size_t len)
+{
+    if (fake_hostname == NULL)
+        return __real_gethostname(name, len);
+    if (strlen(fake_hostname) >= len)
+        return -1;
+    strcpy(name, fake_hostname);
+    return 0;
+}
+
 static char *write_file(const char *name, const char *text, size_t len,
                         mode_t mode)
 {
@@ -641,6 +657,46 @@ static int teardown(void **state)
     return 0;
 }
 
+/* host's default is what Nova takes by default, socket.gethostname():
+ * gethostname(2) as it is, a FQDN not shortened; a host set to the short
+ * form of a FQDN gets a warning. */
+static void test_default_host(void **state)
+{
+    struct cfg_errors errs = {0};
+    struct config *cfg;
+    char *w;
+
+    fake_hostname = "cmp7.example.org";
+    cfg = load("vtpmmgr: {provider: local}\n", &errs, NULL);
+    assert_non_null(cfg);
+    assert_string_equal(cfg->host, "cmp7.example.org");
+    assert_null(config_host_warning(cfg));
+    config_free(cfg);
+
+    cfg = load("vtpmmgr: {provider: local}\nhost: cmp7\n", &errs, NULL);
+    assert_non_null(cfg);
+    w = config_host_warning(cfg);
+    assert_non_null(w);
+    assert_non_null(strstr(w, "host=cmp7 is the short form of this machine's name "
+                              "cmp7.example.org"));
+    free(w);
+    config_free(cfg);
+
+    /* Another name entirely (nova.conf may set host): no guess. */
+    cfg = load("vtpmmgr: {provider: local}\nhost: cmp70\n", &errs, NULL);
+    assert_non_null(cfg);
+    assert_null(config_host_warning(cfg));
+    config_free(cfg);
+
+    fake_hostname = "cmp8";
+    cfg = load("vtpmmgr: {provider: local}\n", &errs, NULL);
+    assert_non_null(cfg);
+    assert_string_equal(cfg->host, "cmp8");
+    assert_null(config_host_warning(cfg));
+    config_free(cfg);
+    fake_hostname = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -660,6 +716,7 @@ int main(void)
         cmocka_unit_test(test_units),
         cmocka_unit_test(test_urls),
         cmocka_unit_test(test_expand_host),
+        cmocka_unit_test(test_default_host),
         cmocka_unit_test(test_shipped),
         cmocka_unit_test(test_restart_changed),
         cmocka_unit_test(test_limits),
