@@ -667,10 +667,8 @@ int virt_error(virConnectPtr conn, const char *what, char **err)
         ret = -EIO;
         break;
     }
-    /* Whatever libvirt called it, a dead connection is what to act on. */
-    if (ret != -ENOENT && conn && virConnectIsAlive(conn) == 0)
-        ret = -ENOTCONN;
     if (err) {
+        /* Before virConnectIsAlive, which resets the last error. */
         free(*err);
         xasprintf(err, "%s: %s", what,
                   e && e->message ? e->message : "unknown libvirt error");
@@ -680,6 +678,9 @@ int virt_error(virConnectPtr conn, const char *what, char **err)
                 *p = p[1] ? ' ' : '\0';
         }
     }
+    /* Whatever libvirt called it, a dead connection is what to act on. */
+    if (ret != -ENOENT && conn && virConnectIsAlive(conn) == 0)
+        ret = -ENOTCONN;
     virResetLastError();
     return ret;
 }
