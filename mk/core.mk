@@ -54,6 +54,28 @@ vtpmctl_LDADD = libvtpmcommon.a $(JANSSON_LIBS)
 libvtpmd_a_SOURCES += src/engine.c src/engine_ctl.c src/engine_reconcile.c src/engine_vtpmcheck.c \
 	include/engine.h include/engine_priv.h
 
+# The engine's state machine against link-time fakes of its neighbours.
+ENGINE_FAKES = -Wl,--wrap=bus_ack -Wl,--wrap=bus_reject \
+	-Wl,--wrap=bus_caught_up -Wl,--wrap=bus_get_stats -Wl,--wrap=status_publish \
+	-Wl,--wrap=vtpmmgr_acquire -Wl,--wrap=vtpmmgr_release \
+	-Wl,--wrap=vtpmmgr_is_local -Wl,--wrap=vtpmmgr_get_stats \
+	-Wl,--wrap=vtpmmgr_pending -Wl,--wrap=virt_submit \
+	-Wl,--wrap=virt_define_start -Wl,--wrap=virt_destroy_undefine_for \
+	-Wl,--wrap=virt_list_vtpmd -Wl,--wrap=image_pool_new \
+	-Wl,--wrap=image_pool_ref -Wl,--wrap=image_pool_unref \
+	-Wl,--wrap=image_pool_dir -Wl,--wrap=image_pool_size \
+	-Wl,--wrap=image_pool_target -Wl,--wrap=image_pool_spares \
+	-Wl,--wrap=image_pool_create -Wl,--wrap=image_pool_sync \
+	-Wl,--wrap=image_remove -Wl,--wrap=journal_loaded -Wl,--wrap=journal_put
+check_PROGRAMS += tests/unit/test_engine
+tests_unit_test_engine_SOURCES = tests/unit/test_engine.c tests/mocks/fakes.h \
+	tests/mocks/fake_core.c tests/mocks/fake_bus.c tests/mocks/fake_virt.c \
+	tests/mocks/fake_vtpmmgr.c tests/mocks/fake_image.c tests/mocks/fake_journal.c
+tests_unit_test_engine_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_engine_LDFLAGS = $(AM_LDFLAGS) $(ENGINE_FAKES)
+tests_unit_test_engine_LDADD = $(UNIT_LIBS)
+TESTS += tests/unit/test_engine
+
 TESTS += tests/integration/engine-e2e.sh tests/integration/engine-proxy.sh \
 	tests/integration/engine-redelivered.sh
 EXTRA_DIST += tests/integration/engine-e2e.sh tests/integration/engine-proxy.sh tests/lib/vtpmd.sh \

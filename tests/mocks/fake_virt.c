@@ -1,0 +1,162 @@
+/* Fake of the libvirt worker: a job's work runs on a later step, on the
+ * loop's thread, with a fake connection (NULL when disconnected); the
+ * domain calls it makes keep a list of vtpmd's domains that
+ * virt_list_vtpmd reports. */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "domxml.h"
+#include "fakes.h"
+#include "virt.h"
+#include "xalloc.h"
+
+bool fake_libvirt_connected = true;
+
+struct fake_domain {
+    char *name;
+    char uuid[37];
+    bool active;
+};
+
+static struct fake_domain *doms;
+static size_t ndoms;
+static int conn_token;
+
+void fake_domain_add(const char *name, const char *instance_uuid, bool active)
+{
+    doms = xreallocarray(doms, ndoms + 1, sizeof(*doms));
+    doms[ndoms].name = xstrdup(name);
+    memcpy(doms[ndoms].uuid, instance_uuid, 37);
+    doms[ndoms].active = active;
+    ndoms++;
+}
+
+static struct fake_domain *domain_find(const char *name)
+{
+    for (size_t i = 0; i < ndoms; i++) {
+        if (strcmp(doms[i].name, name) == 0)
+            return &doms[i];
+    }
+    return NULL;
+}
+
+void fake_virt_reset(void);
+void fake_virt_reset(void)
+{
+    for (size_t i = 0; i < ndoms; i++)
+        free(doms[i].name);
+    free(doms);
+    doms = NULL;
+    ndoms = 0;
+}
+
+struct job {
+    virt_work_fn work;
+    virt_done_fn done;
+    void *arg;
+};
+
+static void job_fire(void *arg)
+{
+    struct job j = *(struct job *)arg;
+    char *err = NULL;
+    int ret;
+
+    free(arg);
+    ret = j.work(fake_libvirt_connected ? (virConnectPtr)&conn_token : NULL, j.arg, &err);
+    j.done(ret, err, j.arg);
+}
+
+int __wrap_virt_submit(struct virt *v, virt_work_fn work, virt_done_fn done, void *job_arg);
+int __wrap_virt_submit(struct virt *v, virt_work_fn work, virt_done_fn done, void *job_arg)
+{
+    int ret = (int)_mock(FAKE_SUBMIT, __FILE__, __LINE__);
+    struct job *j;
+
+    (void)v;
+    if (ret < 0) {
+        fake_trace("submit-failed");
+        return ret;
+    }
+    j = xcalloc(1, sizeof(*j));
+    j->work = work;
+    j->done = done;
+    j->arg = job_arg;
+    fake_defer(job_fire, j);
+    return 0;
+}
+
+static int injected(int ret, char **err)
+{
+    if (ret < 0 && err)
+        *err = xstrdup("injected libvirt failure");
+    return ret;
+}
+
+int __wrap_virt_define_start(virConnectPtr conn, const char *xml, const char *name, char **err);
+int __wrap_virt_define_start(virConnectPtr conn, const char *xml, const char *name, char **err)
+{
+    int ret = (int)_mock(FAKE_DEFINE, __FILE__, __LINE__);
+    struct domxml_meta m;
+    struct fake_domain *d;
+
+    assert_non_null(conn);
+    fake_trace("define");
+    if (ret < 0)
+        return injected(ret, err);
+    assert_int_equal(domxml_parse_metadata(xml, &m), 0);
+    d = domain_find(name);
+    if (d == NULL)
+        fake_domain_add(name, m.instance_uuid, true);
+    else
+        d->active = true;
+    domxml_meta_clear(&m);
+    return 0;
+}
+
+int __wrap_virt_destroy_undefine_for(virConnectPtr conn, const char *name,
+                                     const char *instance_uuid, char **err);
+int __wrap_virt_destroy_undefine_for(virConnectPtr conn, const char *name,
+                                     const char *instance_uuid, char **err)
+{
+    int ret = (int)_mock(FAKE_UNDEFINE, __FILE__, __LINE__);
+    struct fake_domain *d;
+
+    assert_non_null(conn);
+    fake_trace("undefine");
+    if (ret < 0)
+        return injected(ret, err);
+    d = domain_find(name);
+    if (d && strcmp(d->uuid, instance_uuid) == 0) {
+        free(d->name);
+        *d = doms[--ndoms];
+    }
+    return 0;
+}
+
+int __wrap_virt_list_vtpmd(virConnectPtr conn, struct virt_domain_info **out, size_t *n,
+                           char **err);
+int __wrap_virt_list_vtpmd(virConnectPtr conn, struct virt_domain_info **out, size_t *n,
+                           char **err)
+{
+    int ret = (int)_mock(FAKE_LIST, __FILE__, __LINE__);
+    struct virt_domain_info *v;
+
+    assert_non_null(conn);
+    fake_trace("list");
+    if (ret < 0)
+        return injected(ret, err);
+    v = xcalloc(ndoms + 1, sizeof(*v));
+    for (size_t i = 0; i < ndoms; i++) {
+        v[i].name = xstrdup(doms[i].name);
+        v[i].active = doms[i].active;
+        memcpy(v[i].meta.instance_uuid, doms[i].uuid, 37);
+        memcpy(v[i].meta.vtpm_uuid, FAKE_VTPM_UUID, 37);
+    }
+    *out = v;
+    *n = ndoms;
+    return 0;
+}
