@@ -1,5 +1,8 @@
-/* Engine internals shared by src/engine.c (the state machine) and
- * src/engine_ctl.c (control API, metrics), and reachable by tests. */
+/* Engine internals shared by src/engine.c (the state machine, the only
+ * writer of an instance's fields), src/engine_job.c (the libvirt
+ * workers' jobs), src/engine_reconcile.c (reconciliation: plans, and asks
+ * engine.c) and src/engine_ctl.c (control API, metrics: reads), and
+ * reachable by tests. */
 #ifndef VTPMD_ENGINE_PRIV_H
 #define VTPMD_ENGINE_PRIV_H
 
@@ -26,6 +29,7 @@ enum inst_state {
     INST_DELETE_FAILED,
     INST_DELETED,       /* tombstone */
 };
+#define ENGINE_STATES (INST_DELETED + 1) /* arrays indexed by enum inst_state */
 
 enum inst_op {
     OP_IDLE = 0,
@@ -124,7 +128,7 @@ struct engine {
     const struct config *cfg;
     const struct policy *policy;
     struct hmap *insts;   /* uuid -> struct inst* */
-    size_t busy;
+    size_t busy; /* instances whose op is not OP_IDLE (inst_set_op) */
     bool libvirt_up;
     /* Whether libvirt keeps <vtpm> (engine_vtpm_probe): -1 not known yet
      * (or the probe failed), 0 no, 1 yes; vtpm_why says why not. */
@@ -138,6 +142,7 @@ struct engine {
     struct event *waiter_tick;
     struct event *prune_timer;
     struct engine_metrics m;
+    size_t by_state[ENGINE_STATES]; /* instances by state (inst_set_state) */
     struct image_pool *pool; /* spare images of image.dir/image.size */
     /* reconciliation */
     bool reconciling, reconcile_again, reconciled;
@@ -149,9 +154,10 @@ struct engine {
 
 extern const double engine_lat_bounds[ENGINE_LAT_BUCKETS];
 
-/* Work for the libvirt worker: what it needs, copied from the instance
- * and the configuration (both may change meanwhile). */
-struct build_job {
+/* Work for the libvirt worker (src/engine_job.c): what it needs, copied
+ * from the instance and the configuration (both may change meanwhile).
+ * A create's build, a repair's (repair: never a new image), or a removal. */
+struct engine_job {
     struct inst *in;
     char uuid[UUIDUTIL_BUFLEN];
     char vtpm_uuid[UUIDUTIL_BUFLEN];
@@ -168,20 +174,30 @@ struct build_job {
     struct image_pool *pool; /* a reference, for a create */
     uint64_t sync_ticket;    /* result: image_pool_sync before the journal */
     bool from_spare;         /* result: the image was a spare */
-    bool remove;
     bool repair; /* re-define/start only: never recreate a lost image */
     bool require_vtpm; /* libvirt.require_vtpm: VIRT_REQUIRE_VTPM */
 };
 
-struct build_job *engine_job_new(struct inst *in);
-void build_job_free(struct build_job *j);
-int build_work(virConnectPtr conn, void *arg, char **err);
-int remove_work(virConnectPtr conn, void *arg, char **err);
+struct engine_job *engine_job_new(struct inst *in);
+void engine_job_free(struct engine_job *j);
+/* virt_work_fn: image and stub domain; domain and image removed. */
+int engine_job_build(virConnectPtr conn, void *arg, char **err);
+int engine_job_remove(virConnectPtr conn, void *arg, char **err);
 
-void inst_kick(struct inst *in);
-void inst_publish(struct inst *in, const char *event_type, bool commit);
-void inst_commit_start(struct inst *in, const char *event_type);
-void inst_start_teardown(struct inst *in);
+/* What reconciliation asks of the engine (src/engine.c) for an idle
+ * instance (engine_inst_idle): */
+bool engine_inst_idle(const struct inst *in);
+/* define and start a ready instance's stub domain again */
+void engine_inst_repair(struct inst *in);
+/* the same after a lifecycle event, within reconcile.restart_limit;
+ * what: "stopped", "crashed", ... for the log */
+void engine_inst_restart(struct inst *in, const char *what);
+/* remove the leftovers (domain_name: the domain libvirt has, or NULL) */
+void engine_inst_cleanup(struct inst *in, const char *domain_name);
+/* tear down: remove, release, tombstone */
+void engine_inst_teardown(struct inst *in);
+/* an instance under OP_RESEND: reconcile again once it is over */
+void engine_inst_reconcile_later(struct inst *in);
 
 /* src/engine_vtpmcheck.c: asks libvirt whether it keeps <vtpm> (at
  * every connection), for health and the log. */
@@ -194,8 +210,11 @@ void engine_reconcile_free(struct engine *e);
  * libvirt's first state or a reload, set again when a reload changes it. */
 void engine_reconcile_timer_update(struct engine *e);
 
-const char *inst_state_name(enum inst_state s);
-json_t *inst_to_json(const struct inst *in);
+/* The API's name of a state (DELETE_FAILED is "failed"); the key in logs
+ * and metrics (one for each state); a step's name. */
+const char *engine_inst_state_name(enum inst_state s);
+const char *engine_inst_state_key(enum inst_state s);
+const char *engine_step_name(enum inst_step s);
 void engine_waiters_check(struct engine *e);
 
 #endif

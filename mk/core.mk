@@ -51,7 +51,7 @@ bin_PROGRAMS += vtpmctl
 vtpmctl_SOURCES = src/vtpmctl.c
 vtpmctl_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 vtpmctl_LDADD = libvtpmcommon.a $(JANSSON_LIBS)
-libvtpmd_a_SOURCES += src/engine.c src/engine_ctl.c src/engine_reconcile.c src/engine_vtpmcheck.c \
+libvtpmd_a_SOURCES += src/engine.c src/engine_ctl.c src/engine_job.c src/engine_reconcile.c src/engine_vtpmcheck.c \
 	include/engine.h include/engine_priv.h
 
 # The engine's state machine against link-time fakes of its neighbours.
@@ -61,6 +61,7 @@ ENGINE_FAKES = -Wl,--wrap=bus_ack -Wl,--wrap=bus_reject \
 	-Wl,--wrap=vtpmmgr_is_local -Wl,--wrap=vtpmmgr_get_stats \
 	-Wl,--wrap=vtpmmgr_pending -Wl,--wrap=virt_submit \
 	-Wl,--wrap=virt_define_start -Wl,--wrap=virt_destroy_undefine_for \
+	-Wl,--wrap=virt_probe_vtpm \
 	-Wl,--wrap=virt_list_vtpmd -Wl,--wrap=image_pool_new \
 	-Wl,--wrap=image_pool_ref -Wl,--wrap=image_pool_unref \
 	-Wl,--wrap=image_pool_dir -Wl,--wrap=image_pool_size \

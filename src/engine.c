@@ -9,7 +9,12 @@
  * Every step is idempotent (the v1 proxy returns the same UUID for the
  * same instance; image and domain are named after the instance), so no
  * intent is journaled before the work: a crash leaves the delivery
- * unacked and its redelivery redoes only what is missing. */
+ * unacked and its redelivery redoes only what is missing.
+ *
+ * This file is the only writer of an instance's op, state and step
+ * (inst_set_op, inst_set_state, inst_set_step keep the counters derived
+ * from them); src/engine_reconcile.c plans and asks it to repair, clean
+ * up or tear down; src/engine_job.c is the work of the libvirt workers. */
 #include "autoconfig.h"
 
 #include <errno.h>
@@ -37,26 +42,96 @@
 #define TOMBSTONE_TTL (24 * 3600)
 #define RETRY_MIN_MS 100
 #define RETRY_MAX_MS 5000
+#define RESTART_WINDOW_S 600
 
 const double engine_lat_bounds[ENGINE_LAT_BUCKETS] = {
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0};
 
 static void inst_step(struct inst *in);
 static void inst_commit(struct inst *in);
+static void inst_kick(struct inst *in);
 
-static const char *const inst_state_names[] = {
+/* Names in logs and metrics. */
+static const char *const inst_state_keys[] = {
     [INST_NONE] = "none",
     [INST_PROVISIONING] = "provisioning",
     [INST_READY] = "ready",
     [INST_FAILED] = "failed",
     [INST_DELETING] = "deleting",
-    [INST_DELETE_FAILED] = "failed",
+    [INST_DELETE_FAILED] = "delete_failed",
     [INST_DELETED] = "deleted",
 };
 
-const char *inst_state_name(enum inst_state s)
+const char *engine_inst_state_key(enum inst_state s)
 {
-    return inst_state_names[s];
+    return inst_state_keys[s];
+}
+
+/* The API's and status notifications' name: a teardown that gave up is
+ * "failed" there too. */
+const char *engine_inst_state_name(enum inst_state s)
+{
+    return s == INST_DELETE_FAILED ? "failed" : inst_state_keys[s];
+}
+
+static const char *const inst_op_names[] = {
+    [OP_IDLE] = "idle",         [OP_CREATE] = "create", [OP_ROLLBACK] = "rollback",
+    [OP_TEARDOWN] = "teardown", [OP_REPAIR] = "repair", [OP_CLEANUP] = "cleanup",
+    [OP_RESEND] = "resend",
+};
+
+static const char *const inst_step_names[] = {
+    [STEP_NONE] = "none",     [STEP_ACQUIRE] = "acquire", [STEP_BUILD] = "build",
+    [STEP_COMMIT] = "commit", [STEP_REMOVE] = "remove",   [STEP_RELEASE] = "release",
+};
+
+const char *engine_step_name(enum inst_step s)
+{
+    return inst_step_names[s];
+}
+
+/* ---- transitions: the only writers of op, state and step ------------ */
+
+/* e->by_state counts the instances in each state (metrics). */
+static void inst_set_state(struct inst *in, enum inst_state s)
+{
+    if (in->state == s)
+        return;
+    log_debug("instance state instance=%s from=%s to=%s", in->uuid,
+              inst_state_keys[in->state], inst_state_keys[s]);
+    in->e->by_state[in->state]--;
+    in->e->by_state[s]++;
+    in->state = s;
+}
+
+/* e->busy counts the instances with work under way (op not IDLE). */
+static void inst_set_op(struct inst *in, enum inst_op op)
+{
+    if (in->op == op)
+        return;
+    log_debug("instance op instance=%s from=%s to=%s", in->uuid, inst_op_names[in->op],
+              inst_op_names[op]);
+    if (in->op == OP_IDLE)
+        in->e->busy++;
+    else if (op == OP_IDLE)
+        in->e->busy--;
+    in->op = op;
+}
+
+/* A new step starts with no failed attempt. */
+static void inst_set_step(struct inst *in, enum inst_step step)
+{
+    if (in->step != step)
+        log_debug("instance step instance=%s op=%s from=%s to=%s", in->uuid,
+                  inst_op_names[in->op], inst_step_names[in->step], inst_step_names[step]);
+    in->step = step;
+    in->attempt = 0;
+}
+
+/* Nothing under way and nothing queued: its own events decide nothing. */
+bool engine_inst_idle(const struct inst *in)
+{
+    return in->op == OP_IDLE && in->queue == NULL;
 }
 
 static void set_str(char **dst, const char *src)
@@ -107,15 +182,23 @@ static struct inst *inst_get(struct engine *e, const char *uuid, bool create)
     memcpy(in->uuid, uuid, UUIDUTIL_BUFLEN);
     in->queue_tail = &in->queue;
     hmap_put(e->insts, uuid, in);
+    e->by_state[INST_NONE]++;
     return in;
+}
+
+static void inst_drop(struct engine *e, const char *uuid)
+{
+    struct inst *in = hmap_del(e->insts, uuid);
+
+    e->by_state[in->state]--;
+    inst_free(in);
 }
 
 /* An instance we hold nothing for and that has nothing queued goes. */
 static void inst_maybe_drop(struct inst *in)
 {
-    if (in->state == INST_NONE && in->op == OP_IDLE && in->queue == NULL &&
-        in->nacks == 0)
-        inst_free(hmap_del(in->e->insts, in->uuid));
+    if (in->state == INST_NONE && engine_inst_idle(in) && in->nacks == 0)
+        inst_drop(in->e, in->uuid);
 }
 
 static void inst_ack_all(struct inst *in)
@@ -165,9 +248,8 @@ static void inst_resume(struct inst *in, bool kick)
     struct engine *e = in->e;
     bool again = in->reconcile_after;
 
-    in->op = OP_IDLE;
+    inst_set_op(in, OP_IDLE);
     in->reconcile_after = false;
-    e->busy--;
     if (kick) {
         engine_waiters_check(e);
         inst_kick(in);
@@ -284,7 +366,7 @@ static void inst_publish_ack(struct inst *in, const char *event_type, bool commi
     p->p.vtpm_domain = keep(p, 3, in->domain_name);
     p->p.image_path = keep(p, 4, in->image_path);
     p->p.rule = keep(p, 5, in->rule);
-    p->p.state = inst_state_name(in->state);
+    p->p.state = engine_inst_state_name(in->state);
     p->p.duration_ms = (int64_t)(ms < 0 ? 0 : ms);
     if (ack)
         p->p.duration_ms = -1; /* a resent outcome: null, its duration is long gone */
@@ -298,7 +380,7 @@ static void inst_publish_ack(struct inst *in, const char *event_type, bool commi
     publish_send(p);
 }
 
-void inst_publish(struct inst *in, const char *event_type, bool commit)
+static void inst_publish(struct inst *in, const char *event_type, bool commit)
 {
     inst_publish_ack(in, event_type, commit, NULL);
 }
@@ -315,8 +397,7 @@ void inst_publish(struct inst *in, const char *event_type, bool commit)
  * from inst_kick only. */
 static void inst_republish(struct inst *in, const char *event_type, struct bus_delivery *d)
 {
-    in->op = OP_RESEND;
-    in->e->busy++;
+    inst_set_op(in, OP_RESEND);
     inst_publish_ack(in, event_type, false, d);
     log_info("redelivered notification of a finished instance: status sent again "
              "instance=%s event=%s", in->uuid, event_type);
@@ -326,30 +407,22 @@ static void inst_republish(struct inst *in, const char *event_type, struct bus_d
 
 static void inst_journal_done(int ret, void *arg);
 
+/* The journal's word for each state (NONE is never written). */
+static const enum journal_state journal_of[] = {
+    [INST_NONE] = JOURNAL_PROVISIONING,
+    [INST_PROVISIONING] = JOURNAL_PROVISIONING,
+    [INST_READY] = JOURNAL_READY,
+    [INST_FAILED] = JOURNAL_FAILED,
+    [INST_DELETING] = JOURNAL_DELETING,
+    [INST_DELETE_FAILED] = JOURNAL_DELETE_FAILED,
+    [INST_DELETED] = JOURNAL_DELETED,
+};
+
 static void inst_fill_record(struct inst *in, struct journal_record *r)
 {
     memset(r, 0, sizeof(*r));
     memcpy(r->instance_uuid, in->uuid, UUIDUTIL_BUFLEN);
-    switch (in->state) {
-    case INST_READY:
-        r->state = JOURNAL_READY;
-        break;
-    case INST_FAILED:
-        r->state = JOURNAL_FAILED;
-        break;
-    case INST_DELETE_FAILED:
-        r->state = JOURNAL_DELETE_FAILED;
-        break;
-    case INST_DELETED:
-        r->state = JOURNAL_DELETED;
-        break;
-    case INST_DELETING:
-        r->state = JOURNAL_DELETING;
-        break;
-    default:
-        r->state = JOURNAL_PROVISIONING;
-        break;
-    }
+    r->state = journal_of[in->state];
     memcpy(r->vtpm_uuid, in->vtpm_uuid, UUIDUTIL_BUFLEN);
     r->domain_name = in->domain_name;
     r->image_path = in->image_path;
@@ -487,9 +560,9 @@ static void latency_observe(struct engine *e, const struct timespec *start)
  * journal write (after the image sync, if any) and the status confirm are
  * in. The status goes out first: it waits for nothing on disk, the ack
  * waits for everything. */
-void inst_commit_start(struct inst *in, const char *event_type)
+static void inst_commit_start(struct inst *in, const char *event_type)
 {
-    in->step = STEP_COMMIT;
+    inst_set_step(in, STEP_COMMIT);
     in->outstanding = 1;                /* a guard until both are issued */
     inst_publish(in, event_type, true); /* counts itself */
     in->outstanding++;                  /* the journal write */
@@ -502,7 +575,7 @@ static void inst_commit(struct inst *in)
 {
     struct engine *e = in->e;
 
-    log_info("instance %s instance=%s vtpm=%s domain=%s", inst_state_name(in->state),
+    log_info("instance %s instance=%s vtpm=%s domain=%s", engine_inst_state_name(in->state),
              in->uuid, in->vtpm_uuid[0] ? in->vtpm_uuid : "-",
              in->domain_name ? in->domain_name : "-");
     if (in->state == INST_READY) {
@@ -516,9 +589,8 @@ static void inst_commit(struct inst *in)
         e->m.teardowns_failed++;
     }
     inst_ack_all(in);
-    in->op = OP_IDLE;
-    in->step = STEP_NONE;
-    e->busy--;
+    inst_set_op(in, OP_IDLE);
+    inst_set_step(in, STEP_NONE);
     engine_waiters_check(e);
     inst_kick(in);
 }
@@ -551,9 +623,8 @@ static void inst_begin_rollback(struct inst *in)
     log_warn("provisioning failed, rolling back instance=%s step=%d error=%s", in->uuid,
              (int)in->step, in->error ? in->error : "?");
     in->e->m.step_failures[in->step]++;
-    in->op = OP_ROLLBACK;
-    in->step = STEP_REMOVE;
-    in->attempt = 0;
+    inst_set_op(in, OP_ROLLBACK);
+    inst_set_step(in, STEP_REMOVE);
     in->retry_until_ms = vtime_now_ms() + in->e->cfg->vtpmmgr.retry_for_ms;
     inst_step(in);
 }
@@ -562,7 +633,7 @@ static void inst_teardown_failed(struct inst *in)
 {
     in->e->m.step_failures[in->step]++;
     log_error("teardown failed instance=%s error=%s", in->uuid, in->error ? in->error : "?");
-    in->state = INST_DELETE_FAILED;
+    inst_set_state(in, INST_DELETE_FAILED);
     inst_commit_start(in, "vtpm.delete.error");
 }
 
@@ -593,110 +664,19 @@ static void acquire_done(enum vtpmmgr_status st, const char *vtpm_uuid,
         return;
     }
     memcpy(in->vtpm_uuid, vtpm_uuid, UUIDUTIL_BUFLEN);
-    in->step = STEP_BUILD;
-    in->attempt = 0;
+    inst_set_step(in, STEP_BUILD);
     inst_step(in);
 }
 
 
-void build_job_free(struct build_job *j)
-{
-    free(j->image_dir);
-    free(j->name);
-    free(j->kernel);
-    free(j->instance_name);
-    free(j->rule);
-    free(j->host);
-    free(j->vtpmmgr_domain);
-    free(j->image_path);
-    image_pool_unref(j->pool);
-    free(j);
-}
-
-/* Runs on the libvirt worker thread. */
-int build_work(virConnectPtr conn, void *arg, char **err)
-{
-    struct build_job *j = arg;
-    char *xml = NULL;
-    int ret;
-
-    if (conn == NULL) {
-        xasprintf(err, "libvirt is not connected");
-        return -ENOTCONN;
-    }
-    if (j->repair) {
-        /* The image holds the vTPM's state: recreating it would silently
-         * clear the vTPM. A lost image is reported, never replaced. */
-        struct stat st;
-        char *path = NULL;
-
-        ret = image_path(j->image_dir, j->uuid, &path);
-        if (ret == 0 && stat(path, &st) < 0) {
-            xasprintf(err, "backing image %s is missing; not recreating it (that would "
-                      "clear the vTPM)", path);
-            ret = -ENOENT;
-        }
-        free(path);
-        if (ret < 0)
-            return ret;
-    }
-    /* From a spare when there is one: only a rename on this path. The
-     * pool is image_dir's (both from the configuration engine_job_new
-     * saw); none when it could not be started. */
-    if (j->pool)
-        ret = image_pool_create(j->pool, j->uuid, j->image_size, &j->image_path,
-                                &j->sync_ticket, &j->from_spare, err);
-    else
-        ret = image_create(j->image_dir, j->uuid, j->image_size, &j->image_path, err);
-    if (ret < 0)
-        return ret;
-    j->p.image_path = j->image_path;
-    ret = domxml_build(&j->p, &xml);
-    if (ret < 0) {
-        xasprintf(err, "cannot build the domain XML: %s", strerror(-ret));
-        return ret;
-    }
-    ret = virt_define_start(conn, xml, j->name, j->require_vtpm ? VIRT_REQUIRE_VTPM : 0, err);
-    free(xml);
-    return ret;
-}
-
-/* Runs on the libvirt worker thread. */
-int remove_work(virConnectPtr conn, void *arg, char **err)
-{
-    struct build_job *j = arg;
-    int ret;
-
-    if (j->name) {
-        if (conn == NULL) {
-            xasprintf(err, "libvirt is not connected");
-            return -ENOTCONN;
-        }
-        ret = virt_destroy_undefine_for(conn, j->name, j->uuid, err);
-        if (ret == -EPERM) {
-            /* The name is held by a domain without this instance's vtpmd
-             * metadata (the define failed on it): nothing of ours to
-             * remove there, but the image still is ours. */
-            log_warn("domain name held by a domain that is not vtpmd's, left alone "
-                     "instance=%s domain=%s", j->uuid, j->name);
-            if (err) {
-                free(*err);
-                *err = NULL;
-            }
-        } else if (ret < 0) {
-            return ret;
-        }
-    }
-    return image_remove(j->image_dir, j->uuid, err);
-}
 
 static void build_done(int ret, char *err, void *arg)
 {
-    struct build_job *j = arg;
+    struct engine_job *j = arg;
     struct inst *in = j->in;
 
     if (in->e->stopping) { /* virt_free_cancel at shutdown */
-        build_job_free(j);
+        engine_job_free(j);
         free(err);
         return;
     }
@@ -713,15 +693,15 @@ static void build_done(int ret, char *err, void *arg)
             else
                 in->e->m.images_made++;
         }
-        build_job_free(j);
+        engine_job_free(j);
         free(err);
-        in->state = INST_READY;
+        inst_set_state(in, INST_READY);
         set_str(&in->error, NULL);
         set_str(&in->error_code, NULL);
         inst_commit_start(in, "vtpm.create.end");
         return;
     }
-    build_job_free(j);
+    engine_job_free(j);
     inst_set_error(in, ret == -ENOTCONN ? "libvirt_unavailable"
                        : ret == -ENOSPC ? "disk_full"
                        : ret == -ENODEV ? "vtpm_device_dropped"
@@ -733,16 +713,26 @@ static void build_done(int ret, char *err, void *arg)
     inst_begin_rollback(in);
 }
 
-static void remove_done(int ret, char *err, void *arg)
+/* The end of a job on the loop's thread: NULL when stopping (then the
+ * answer is dropped: the delivery stays unacked and is redone). */
+static struct inst *job_done(struct engine_job *j, char *err)
 {
-    struct build_job *j = arg;
     struct inst *in = j->in;
 
-    build_job_free(j);
+    engine_job_free(j);
     if (in->e->stopping) {
         free(err);
-        return;
+        return NULL;
     }
+    return in;
+}
+
+static void remove_done(int ret, char *err, void *arg)
+{
+    struct inst *in = job_done(arg, err);
+
+    if (in == NULL)
+        return;
     if (ret < 0) {
         log_warn("removing vTPM resources failed instance=%s error=%s", in->uuid,
                  err ? err : strerror(-ret));
@@ -762,8 +752,7 @@ static void remove_done(int ret, char *err, void *arg)
         free(err);
         set_str(&in->image_path, NULL);
     }
-    in->step = STEP_RELEASE;
-    in->attempt = 0;
+    inst_set_step(in, STEP_RELEASE);
     inst_step(in);
 }
 
@@ -783,53 +772,22 @@ static void release_done(enum vtpmmgr_status st, const char *vtpm_uuid,
     else if (in->op == OP_ROLLBACK)
         in->vtpm_uuid[0] = '\0'; /* released: a FAILED record holds none */
     if (in->op == OP_TEARDOWN) {
-        in->state = INST_DELETED;
+        inst_set_state(in, INST_DELETED);
         in->torn_down = true;
         set_str(&in->error, NULL);
         set_str(&in->error_code, NULL);
         inst_commit_start(in, "vtpm.delete.end");
     } else {
-        in->state = INST_FAILED;
+        inst_set_state(in, INST_FAILED);
         inst_commit_start(in, "vtpm.create.error");
     }
 }
 
-struct build_job *engine_job_new(struct inst *in)
-{
-    const struct config *cfg = in->e->cfg;
-    struct build_job *j = xcalloc(1, sizeof(*j));
-
-    j->in = in;
-    memcpy(j->uuid, in->uuid, UUIDUTIL_BUFLEN);
-    memcpy(j->vtpm_uuid, in->vtpm_uuid, UUIDUTIL_BUFLEN);
-    j->image_dir = xstrdup(cfg->image.dir);
-    j->image_size = in->image_size;
-    j->name = in->domain_name ? xstrdup(in->domain_name) : NULL;
-    j->kernel = xstrdup(in->kernel ? in->kernel : cfg->libvirt.kernel);
-    j->instance_name = in->instance_name ? xstrdup(in->instance_name) : NULL;
-    j->rule = in->rule ? xstrdup(in->rule) : NULL;
-    j->host = xstrdup(cfg->host);
-    j->vtpmmgr_domain = xstrdup(cfg->libvirt.vtpmmgr_domain);
-    j->require_vtpm = cfg->libvirt.require_vtpm;
-    j->pool = in->e->pool ? image_pool_ref(in->e->pool) : NULL;
-    j->p.name = j->name;
-    j->p.vtpm_uuid = j->vtpm_uuid;
-    j->p.instance_uuid = j->uuid;
-    j->p.instance_name = j->instance_name;
-    j->p.kernel = j->kernel;
-    j->p.cmdline = "loglevel=debug";
-    j->p.memory_bytes = in->memory;
-    j->p.vtpmmgr_domain = j->vtpmmgr_domain;
-    j->p.rule = j->rule;
-    j->p.host = j->host;
-    j->p.created = time(NULL);
-    return j;
-}
 
 static void inst_step(struct inst *in)
 {
     struct engine *e = in->e;
-    struct build_job *j;
+    struct engine_job *j;
     int ret;
 
     switch (in->step) {
@@ -842,19 +800,18 @@ static void inst_step(struct inst *in)
         break;
     case STEP_BUILD:
         j = engine_job_new(in);
-        ret = virt_submit(e->deps.virt, build_work, build_done, j);
+        ret = virt_submit(e->deps.virt, engine_job_build, build_done, j);
         if (ret < 0) {
-            build_job_free(j);
+            engine_job_free(j);
             inst_set_error(in, "internal", strerror(-ret));
             inst_begin_rollback(in);
         }
         break;
     case STEP_REMOVE:
         j = engine_job_new(in);
-        j->remove = true;
-        ret = virt_submit(e->deps.virt, remove_work, remove_done, j);
+        ret = virt_submit(e->deps.virt, engine_job_remove, remove_done, j);
         if (ret < 0) {
-            build_job_free(j);
+            engine_job_free(j);
             remove_done(ret, NULL, engine_job_new(in));
         }
         break;
@@ -874,19 +831,24 @@ static void inst_step(struct inst *in)
 
 /* ---- events ------------------------------------------------------ */
 
+/* A create or a teardown starts: its clock and its retry window. */
+static void inst_begin(struct inst *in, enum inst_state state, enum inst_op op,
+                       enum inst_step step)
+{
+    inst_set_state(in, state);
+    inst_set_op(in, op);
+    inst_set_step(in, step);
+    in->started = vtime_now();
+    in->retry_until_ms = vtime_now_ms() + in->e->cfg->vtpmmgr.retry_for_ms;
+}
+
 static void inst_start_create(struct inst *in, const struct nova_event *ev,
                               const struct policy_decision *pd)
 {
     struct engine *e = in->e;
     char *name = NULL;
 
-    in->state = INST_PROVISIONING;
-    in->op = OP_CREATE;
-    in->step = STEP_ACQUIRE;
-    in->attempt = 0;
-    e->busy++;
-    in->started = vtime_now();
-    in->retry_until_ms = vtime_now_ms() + e->cfg->vtpmmgr.retry_for_ms;
+    inst_begin(in, INST_PROVISIONING, OP_CREATE, STEP_ACQUIRE);
     set_str(&in->rule, pd->rule ? pd->rule : "default");
     set_str(&in->instance_name, ev->instance_name);
     set_str(&in->request_id, ev->request_id);
@@ -915,21 +877,124 @@ static void inst_start_create(struct inst *in, const struct nova_event *ev,
         inst_publish(in, "vtpm.create.start", false);
 }
 
-void inst_start_teardown(struct inst *in)
+void engine_inst_teardown(struct inst *in)
 {
-    struct engine *e = in->e;
-
-    in->state = INST_DELETING;
-    in->op = OP_TEARDOWN;
-    in->step = STEP_REMOVE;
-    in->attempt = 0;
-    e->busy++;
-    in->started = vtime_now();
-    in->retry_until_ms = vtime_now_ms() + e->cfg->vtpmmgr.retry_for_ms;
+    inst_begin(in, INST_DELETING, OP_TEARDOWN, STEP_REMOVE);
     log_info("tearing down instance=%s vtpm=%s domain=%s", in->uuid,
              in->vtpm_uuid[0] ? in->vtpm_uuid : "-", in->domain_name ? in->domain_name : "-");
     inst_publish(in, "vtpm.delete.start", false);
     inst_step(in);
+}
+
+/* ---- repair and cleanup (asked by reconciliation) ------------------ */
+
+static void repair_done(int ret, char *err, void *arg)
+{
+    struct inst *in = job_done(arg, err);
+    struct engine *e;
+
+    if (in == NULL)
+        return;
+    e = in->e;
+    if (ret == -ENOENT) {
+        /* The vTPM's state is gone with its image: failed, and said so
+         * durably (op REPAIR goes on through the commit). */
+        log_error("cannot restart the stub domain instance=%s error=%s", in->uuid,
+                  err ? err : "image missing");
+        inst_set_error(in, "image_lost", err ? err : "backing image missing");
+        inst_set_state(in, INST_FAILED);
+        in->started = vtime_now();
+        inst_commit_start(in, STATUS_DOMAIN_ERROR);
+        free(err);
+        return;
+    }
+    inst_set_op(in, OP_IDLE);
+    if (ret == 0) {
+        e->repairs++;
+        log_info("stub domain started again instance=%s domain=%s", in->uuid,
+                 in->domain_name);
+        inst_publish(in, STATUS_DOMAIN_RESTARTED, false);
+    } else if (ret != -ENOTCONN) {
+        log_error("cannot restart the stub domain instance=%s error=%s", in->uuid,
+                  err ? err : strerror(-ret));
+        inst_publish(in, STATUS_DOMAIN_ERROR, false);
+    }
+    free(err);
+    inst_kick(in);
+}
+
+void engine_inst_repair(struct inst *in)
+{
+    struct engine_job *j;
+
+    inst_set_op(in, OP_REPAIR);
+    in->started = vtime_now();
+    j = engine_job_new(in);
+    j->repair = true;
+    if (virt_submit(in->e->deps.virt, engine_job_build, repair_done, j) < 0)
+        repair_done(-EIO, NULL, j);
+}
+
+/* A ready instance's stub domain stopped: started again, up to
+ * reconcile.restart_limit times in RESTART_WINDOW_S; then reported once. */
+void engine_inst_restart(struct inst *in, const char *what)
+{
+    struct engine *e = in->e;
+    time_t now = time(NULL);
+
+    if (now - in->restart_window > RESTART_WINDOW_S) {
+        in->restart_window = now;
+        in->restarts = 0;
+    }
+    if (in->restarts >= e->cfg->reconcile.restart_limit) {
+        log_error("stub domain keeps stopping, not restarting it again instance=%s "
+                  "domain=%s restarts=%d",
+                  in->uuid, in->domain_name, in->restarts);
+        if (in->restarts++ == e->cfg->reconcile.restart_limit)
+            inst_publish(in, STATUS_DOMAIN_ERROR, false);
+        return;
+    }
+    in->restarts++;
+    log_warn("stub domain of a live instance %s, starting it again instance=%s domain=%s", what,
+             in->uuid, in->domain_name);
+    engine_inst_repair(in);
+}
+
+/* Reconciliation passed in by during OP_RESEND (a status only: its
+ * domain was not looked at): it runs again after the resend. */
+void engine_inst_reconcile_later(struct inst *in)
+{
+    in->reconcile_after = true;
+}
+
+static void cleanup_done(int ret, char *err, void *arg)
+{
+    struct inst *in = job_done(arg, err);
+
+    if (in == NULL)
+        return;
+    inst_set_op(in, OP_IDLE);
+    if (ret < 0)
+        log_warn("removing leftovers failed instance=%s error=%s", in->uuid,
+                 err ? err : strerror(-ret));
+    else
+        in->e->cleanups++;
+    free(err);
+    inst_kick(in);
+}
+
+void engine_inst_cleanup(struct inst *in, const char *domain_name)
+{
+    struct engine_job *j;
+
+    log_info("removing leftovers instance=%s state=%s domain=%s", in->uuid,
+             engine_inst_state_name(in->state), domain_name ? domain_name : "-");
+    inst_set_op(in, OP_CLEANUP);
+    j = engine_job_new(in);
+    free(j->name);
+    j->name = domain_name ? xstrdup(domain_name) : NULL;
+    if (virt_submit(in->e->deps.virt, engine_job_remove, cleanup_done, j) < 0)
+        cleanup_done(-EIO, NULL, j);
 }
 
 static bool holds_something(const struct inst *in)
@@ -939,7 +1004,7 @@ static bool holds_something(const struct inst *in)
 }
 
 /* Handles queued events until one starts work. */
-void inst_kick(struct inst *in)
+static void inst_kick(struct inst *in)
 {
     struct engine *e = in->e;
 
@@ -960,7 +1025,7 @@ void inst_kick(struct inst *in)
             } else if (in->state != INST_NONE) {
                 e->m.duplicates++;
                 log_debug("create already handled instance=%s state=%s", in->uuid,
-                          inst_state_name(in->state));
+                          engine_inst_state_name(in->state));
                 if (j->redelivered && in->state == INST_READY)
                     inst_republish(in, "vtpm.create.end", j->d);
                 else if (j->redelivered && in->state == INST_FAILED)
@@ -986,12 +1051,12 @@ void inst_kick(struct inst *in)
         case NOVA_KIND_DELETE_END:
             if (holds_something(in)) {
                 inst_hold_ack(in, j->d);
-                inst_start_teardown(in);
+                engine_inst_teardown(in);
             } else {
                 /* Nothing held; remember the end so a late create does
                  * not resurrect it (in memory only: nothing to undo). */
                 if (in->state == INST_NONE)
-                    in->state = INST_DELETED;
+                    inst_set_state(in, INST_DELETED);
                 in->updated = time(NULL);
                 if (j->redelivered && in->torn_down)
                     inst_republish(in, "vtpm.delete.end", j->d);
@@ -1049,23 +1114,22 @@ void engine_deliver(struct bus_delivery *d, const void *body, size_t len,
 
 /* ---- lifecycle --------------------------------------------------- */
 
+/* A state from the journal. Interrupted work (provisioning, deleting):
+ * provisioning again on redelivery would be right, but the delivery may
+ * be gone; teardown is what is safe to finish, reconciliation decides the
+ * rest. */
 static enum inst_state state_from_journal(enum journal_state s)
 {
-    switch (s) {
-    case JOURNAL_READY:
-        return INST_READY;
-    case JOURNAL_FAILED:
-        return INST_FAILED;
-    case JOURNAL_DELETE_FAILED:
-        return INST_DELETE_FAILED;
-    case JOURNAL_DELETED:
-        return INST_DELETED;
-    default:
-        /* Interrupted work: provisioning again on redelivery would be
-         * right, but the delivery may be gone; teardown is what is safe
-         * to finish, reconciliation decides the rest. */
-        return INST_DELETE_FAILED;
-    }
+    static const enum inst_state of[] = {
+        [JOURNAL_PROVISIONING] = INST_DELETE_FAILED,
+        [JOURNAL_READY] = INST_READY,
+        [JOURNAL_FAILED] = INST_FAILED,
+        [JOURNAL_DELETING] = INST_DELETE_FAILED,
+        [JOURNAL_DELETE_FAILED] = INST_DELETE_FAILED,
+        [JOURNAL_DELETED] = INST_DELETED,
+    };
+
+    return (unsigned)s <= JOURNAL_DELETED ? of[s] : INST_DELETE_FAILED;
 }
 
 static void prune_cb(evutil_socket_t fd, short what, void *arg);
@@ -1107,7 +1171,7 @@ int engine_new(struct event_base *base, const struct engine_deps *deps,
     for (size_t i = 0; i < n; i++) {
         struct inst *in = inst_get(e, recs[i].instance_uuid, true);
 
-        in->state = state_from_journal(recs[i].state);
+        inst_set_state(in, state_from_journal(recs[i].state));
         in->torn_down = in->state == INST_DELETED; /* tombstones are written by teardowns */
         memcpy(in->vtpm_uuid, recs[i].vtpm_uuid, UUIDUTIL_BUFLEN);
         set_str(&in->domain_name, recs[i].domain_name);
@@ -1140,7 +1204,7 @@ static void prune_find(const char *key, void *value, void *arg)
     struct prune_ctx *c = arg;
     struct inst *in = value;
 
-    if (in->state == INST_DELETED && in->op == OP_IDLE && in->queue == NULL &&
+    if (in->state == INST_DELETED && engine_inst_idle(in) &&
         in->updated + TOMBSTONE_TTL < c->now) {
         c->drop = xreallocarray(c->drop, c->n + 1, sizeof(char *));
         c->drop[c->n++] = xstrdup(key);
@@ -1154,7 +1218,7 @@ static void prune_cb(evutil_socket_t fd, short what, void *arg)
 
     hmap_foreach(e->insts, prune_find, &c);
     for (size_t i = 0; i < c.n; i++) {
-        inst_free(hmap_del(e->insts, c.drop[i]));
+        inst_drop(e, c.drop[i]);
         free(c.drop[i]);
     }
     free(c.drop);

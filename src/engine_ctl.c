@@ -26,12 +26,12 @@ static json_t *jstr_or_null(const char *s)
     return s ? json_string(s) : json_null();
 }
 
-json_t *inst_to_json(const struct inst *in)
+static json_t *inst_json(const struct inst *in)
 {
     json_t *o = json_object();
 
     json_object_set_new(o, "instance_uuid", json_string(in->uuid));
-    json_object_set_new(o, "state", json_string(inst_state_name(in->state)));
+    json_object_set_new(o, "state", json_string(engine_inst_state_name(in->state)));
     json_object_set_new(o, "vtpm_uuid", in->vtpm_uuid[0] ? json_string(in->vtpm_uuid) : json_null());
     json_object_set_new(o, "vtpm_domain", jstr_or_null(in->domain_name));
     json_object_set_new(o, "image_path", jstr_or_null(in->image_path));
@@ -54,7 +54,7 @@ static void list_one(const char *key, void *value, void *arg)
     struct inst *in = value;
 
     if (inst_visible(in))
-        json_array_append_new(arg, inst_to_json(in));
+        json_array_append_new(arg, inst_json(in));
 }
 
 /* ---- show: domain_xml as libvirt has it now ----------------------- */
@@ -93,7 +93,7 @@ static void show_done(int ret, char *err, void *arg)
         if (in == NULL || !inst_visible(in)) {
             control_reply_error(j->req, 404, "vtpmd holds nothing for instance %s", j->uuid);
         } else {
-            json_t *o = inst_to_json(in);
+            json_t *o = inst_json(in);
             json_object_set_new(o, "domain_xml", ret == 0 ? json_string(j->xml) : json_null());
             control_reply_json(j->req, 200, o);
         }
@@ -113,7 +113,7 @@ static void handle_show(struct engine *e, struct control_req *req, const char *u
         return;
     }
     if (in->domain_name == NULL) {
-        json_t *o = inst_to_json(in);
+        json_t *o = inst_json(in);
         json_object_set_new(o, "domain_xml", json_null());
         control_reply_json(req, 200, o);
         return;
@@ -238,7 +238,7 @@ static bool waiter_try(struct engine *e, struct engine_waiter *w)
 
     if (in && (in->state == INST_READY || in->state == INST_FAILED ||
                in->state == INST_DELETE_FAILED) && in->op == OP_IDLE) {
-        json_t *o = inst_to_json(in);
+        json_t *o = inst_json(in);
         control_req_on_cancel(req, NULL, NULL);
         waiter_free(w);
         control_reply_json(req, 200, o);
@@ -347,59 +347,49 @@ static void handle_health(struct engine *e, struct control_req *req)
                                  "busy", (json_int_t)e->busy));
 }
 
-struct count_ctx {
-    uint64_t by_state[INST_DELETED + 1];
+/* The Prometheus text being built. */
+struct mbuf {
+    char *buf;
+    size_t len, cap;
 };
 
-static void count_one(const char *key, void *value, void *arg)
-{
-    struct count_ctx *c = arg;
-    struct inst *in = value;
+static void metric(struct mbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-    c->by_state[in->state]++;
-}
-
-static void metric(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void metric(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
+static void metric(struct mbuf *b, const char *fmt, ...)
 {
     va_list ap;
     int n;
 
     for (;;) {
         va_start(ap, fmt);
-        n = vsnprintf(*buf + *len, *cap - *len, fmt, ap);
+        n = vsnprintf(b->buf + b->len, b->cap - b->len, fmt, ap);
         va_end(ap);
-        if ((size_t)n < *cap - *len)
+        if ((size_t)n < b->cap - b->len)
             break;
-        *cap = (*cap + (size_t)n) * 2;
-        *buf = xrealloc(*buf, *cap);
+        b->cap = (b->cap + (size_t)n) * 2;
+        b->buf = xrealloc(b->buf, b->cap);
     }
-    *len += (size_t)n;
+    b->len += (size_t)n;
 }
 
-static void handle_metrics(struct engine *e, struct control_req *req)
+static void metric_head(struct mbuf *b, const char *name, const char *type, const char *help)
 {
-    static const char *const steps[ENGINE_STEPS] = {"none",   "acquire", "build",
-                                                    "commit", "remove",  "release"};
-    struct engine_metrics *m = &e->m;
-    struct bus_stats bs;
-    struct vtpmmgr_stats vs;
-    struct count_ctx cc = {{0}};
-    size_t len = 0, cap = 8192;
-    char *buf = xmalloc(cap);
+    metric(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
 
-    bus_get_stats(e->deps.bus, &bs);
-    hmap_foreach(e->insts, count_one, &cc);
-    metric(&buf, &len, &cap,
+/* Notifications, outcomes, decisions, retries. */
+static void metrics_counts(struct mbuf *b, const struct engine *e)
+{
+    const struct engine_metrics *m = &e->m;
+
+    metric(b,
            "# HELP vtpmd_notifications_total Nova notifications received, by outcome.\n"
            "# TYPE vtpmd_notifications_total counter\n"
            "vtpmd_notifications_total{outcome=\"relevant\"} %lu\n"
            "vtpmd_notifications_total{outcome=\"irrelevant\"} %lu\n"
            "vtpmd_notifications_total{outcome=\"malformed\"} %lu\n",
            (unsigned long)m->relevant, (unsigned long)m->irrelevant, (unsigned long)m->malformed);
-    metric(&buf, &len, &cap,
+    metric(b,
            "# HELP vtpmd_provisions_total vTPM provisionings finished, by outcome.\n"
            "# TYPE vtpmd_provisions_total counter\n"
            "vtpmd_provisions_total{outcome=\"ok\"} %lu\n"
@@ -410,7 +400,7 @@ static void handle_metrics(struct engine *e, struct control_req *req)
            "vtpmd_teardowns_total{outcome=\"failed\"} %lu\n",
            (unsigned long)m->provisions_ok, (unsigned long)m->provisions_failed,
            (unsigned long)m->teardowns_ok, (unsigned long)m->teardowns_failed);
-    metric(&buf, &len, &cap,
+    metric(b,
            "# HELP vtpmd_decisions_total Creates not provisioned, by reason.\n"
            "# TYPE vtpmd_decisions_total counter\n"
            "vtpmd_decisions_total{decision=\"denied\"} %lu\n"
@@ -424,19 +414,31 @@ static void handle_metrics(struct engine *e, struct control_req *req)
            (unsigned long)m->denied, (unsigned long)m->duplicates, (unsigned long)m->tombstoned,
            (unsigned long)m->retries, (unsigned long)m->status_retries,
            (unsigned long)m->journal_retries);
-    metric(&buf, &len, &cap,
-           "# HELP vtpmd_step_failures_total Failed steps.\n"
-           "# TYPE vtpmd_step_failures_total counter\n");
+}
+
+/* Failed steps and instances by state. */
+static void metrics_states(struct mbuf *b, const struct engine *e)
+{
+    const struct engine_metrics *m = &e->m;
+
+    metric_head(b, "vtpmd_step_failures_total", "counter", "Failed steps.");
     for (size_t i = STEP_NONE + 1; i < ENGINE_STEPS; i++)
-        metric(&buf, &len, &cap, "vtpmd_step_failures_total{step=\"%s\"} %lu\n", steps[i],
-               (unsigned long)m->step_failures[i]);
-    metric(&buf, &len, &cap,
-           "# HELP vtpmd_instances Instances by state.\n# TYPE vtpmd_instances gauge\n");
+        metric(b, "vtpmd_step_failures_total{step=\"%s\"} %lu\n",
+               engine_step_name((enum inst_step)i), (unsigned long)m->step_failures[i]);
+    metric_head(b, "vtpmd_instances", "gauge", "Instances by state.");
     for (int s = INST_PROVISIONING; s <= INST_DELETED; s++)
-        metric(&buf, &len, &cap, "vtpmd_instances{state=\"%s\"} %lu\n",
-               s == INST_DELETE_FAILED ? "delete_failed" : inst_state_name((enum inst_state)s),
-               (unsigned long)cc.by_state[s]);
-    metric(&buf, &len, &cap,
+        metric(b, "vtpmd_instances{state=\"%s\"} %lu\n",
+               engine_inst_state_key((enum inst_state)s), (unsigned long)e->by_state[s]);
+}
+
+/* The bus and vtpmmgr. */
+static void metrics_deps(struct mbuf *b, const struct engine *e)
+{
+    struct bus_stats bs;
+    struct vtpmmgr_stats vs;
+
+    bus_get_stats(e->deps.bus, &bs);
+    metric(b,
            "# HELP vtpmd_bus_reconnects_total Broker reconnections.\n"
            "# TYPE vtpmd_bus_reconnects_total counter\n"
            "vtpmd_bus_reconnects_total %lu\n"
@@ -455,7 +457,7 @@ static void handle_metrics(struct engine *e, struct control_req *req)
            (unsigned long)bs.reconnects, bs.in_flight, bs.outbox, bs.consuming ? 1 : 0,
            e->libvirt_up ? 1 : 0);
     vtpmmgr_get_stats(e->deps.vtpmmgr, &vs);
-    metric(&buf, &len, &cap,
+    metric(b,
            "# HELP vtpmd_vtpmmgr_requests_total vTPM acquire/release requests to vtpmmgr.\n"
            "# TYPE vtpmd_vtpmmgr_requests_total counter\n"
            "vtpmd_vtpmmgr_requests_total %lu\n"
@@ -470,7 +472,14 @@ static void handle_metrics(struct engine *e, struct control_req *req)
            "vtpmd_vtpmmgr_pending %u\n",
            (unsigned long)vs.requests, (unsigned long)vs.retries, (unsigned long)vs.failures,
            vtpmmgr_pending(e->deps.vtpmmgr));
-    metric(&buf, &len, &cap,
+}
+
+/* Images and reconciliation. */
+static void metrics_images(struct mbuf *b, const struct engine *e)
+{
+    const struct engine_metrics *m = &e->m;
+
+    metric(b,
            "# HELP vtpmd_images_total Backing images of creates: spare (renamed from the pool) or made (when needed, or already there).\n"
            "# TYPE vtpmd_images_total counter\n"
            "vtpmd_images_total{source=\"spare\"} %lu\n"
@@ -480,7 +489,7 @@ static void handle_metrics(struct engine *e, struct control_req *req)
            "vtpmd_image_spares %u\n",
            (unsigned long)m->images_spare, (unsigned long)m->images_made,
            e->pool ? image_pool_spares(e->pool) : 0u);
-    metric(&buf, &len, &cap,
+    metric(b,
            "# HELP vtpmd_orphans Stub domains or images found by the last reconciliation "
            "that belong to no instance vtpmd holds.\n"
            "# TYPE vtpmd_orphans gauge\n"
@@ -495,19 +504,37 @@ static void handle_metrics(struct engine *e, struct control_req *req)
            "vtpmd_reconcile_actions_total{action=\"cleanup\"} %lu\n",
            e->orphan_domains, e->orphan_images, (unsigned long)e->reconciles,
            (unsigned long)e->repairs, (unsigned long)e->cleanups);
-    metric(&buf, &len, &cap,
-           "# HELP vtpmd_provision_seconds Time from a create notification to the vTPM ready.\n"
-           "# TYPE vtpmd_provision_seconds histogram\n");
+}
+
+/* Provisioning latency. */
+static void metrics_latency(struct mbuf *b, const struct engine *e)
+{
+    const struct engine_metrics *m = &e->m;
+
+    metric_head(b, "vtpmd_provision_seconds", "histogram",
+                "Time from a create notification to the vTPM ready.");
     for (size_t i = 0; i < ENGINE_LAT_BUCKETS; i++)
-        metric(&buf, &len, &cap, "vtpmd_provision_seconds_bucket{le=\"%g\"} %lu\n",
+        metric(b, "vtpmd_provision_seconds_bucket{le=\"%g\"} %lu\n",
                engine_lat_bounds[i], (unsigned long)m->lat_buckets[i]);
-    metric(&buf, &len, &cap,
+    metric(b,
            "vtpmd_provision_seconds_bucket{le=\"+Inf\"} %lu\n"
            "vtpmd_provision_seconds_sum %.6f\n"
            "vtpmd_provision_seconds_count %lu\n",
            (unsigned long)m->lat_count, m->lat_sum, (unsigned long)m->lat_count);
-    control_reply_text(req, 200, "text/plain; version=0.0.4", buf, len);
-    free(buf);
+}
+
+static void handle_metrics(struct engine *e, struct control_req *req)
+{
+    struct mbuf b = {.cap = 8192};
+
+    b.buf = xmalloc(b.cap);
+    metrics_counts(&b, e);
+    metrics_states(&b, e);
+    metrics_deps(&b, e);
+    metrics_images(&b, e);
+    metrics_latency(&b, e);
+    control_reply_text(req, 200, "text/plain; version=0.0.4", b.buf, b.len);
+    free(b.buf);
 }
 
 void engine_control(struct control_req *req, enum control_route route,

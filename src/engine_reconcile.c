@@ -8,7 +8,10 @@
  *   live instance, image missing              -> reported, never recreated
  *   failed or deleted instance, leftovers     -> removed
  *   teardown that gave up                     -> tried again
- *   domain or image with no record            -> orphan: reported only */
+ *   domain or image with no record            -> orphan: reported only
+ *
+ * A planner: it reads the instances and asks src/engine.c to repair,
+ * clean up or tear down (engine_inst_*), which alone changes them. */
 #include "autoconfig.h"
 
 #include <errno.h>
@@ -20,11 +23,8 @@
 #include "engine_priv.h"
 #include "image.h"
 #include "log.h"
-#include "status.h"
 #include "vtime.h"
 #include "xalloc.h"
-
-#define RESTART_WINDOW_S 600
 
 struct reconcile_job {
     struct engine *e;
@@ -67,102 +67,6 @@ static bool has_image(const struct reconcile_job *j, const char *instance_uuid)
     return false;
 }
 
-/* ---- repair: define and start a live instance's domain again ----- */
-
-static void repair_done(int ret, char *err, void *arg)
-{
-    struct build_job *b = arg;
-    struct inst *in = b->in;
-    struct engine *e = in->e;
-
-    build_job_free(b);
-    if (e->stopping) {
-        free(err);
-        return;
-    }
-    in->op = OP_IDLE;
-    e->busy--;
-    if (ret == 0) {
-        e->repairs++;
-        log_info("stub domain started again instance=%s domain=%s", in->uuid,
-                 in->domain_name);
-        inst_publish(in, STATUS_DOMAIN_RESTARTED, false);
-    } else if (ret == -ENOENT) {
-        log_error("cannot restart the stub domain instance=%s error=%s", in->uuid,
-                  err ? err : "image missing");
-        free(in->error);
-        in->error = xstrdup(err ? err : "backing image missing");
-        free(in->error_code);
-        in->error_code = xstrdup("image_lost");
-        in->state = INST_FAILED;
-        in->op = OP_REPAIR;
-        e->busy++;
-        in->started = vtime_now();
-        inst_commit_start(in, STATUS_DOMAIN_ERROR);
-        free(err);
-        return;
-    } else if (ret != -ENOTCONN) {
-        log_error("cannot restart the stub domain instance=%s error=%s", in->uuid,
-                  err ? err : strerror(-ret));
-        inst_publish(in, STATUS_DOMAIN_ERROR, false);
-    }
-    free(err);
-    inst_kick(in);
-}
-
-static void start_repair(struct inst *in)
-{
-    struct engine *e = in->e;
-    struct build_job *b;
-
-    in->op = OP_REPAIR;
-    e->busy++;
-    in->started = vtime_now();
-    b = engine_job_new(in);
-    b->repair = true;
-    if (virt_submit(e->deps.virt, build_work, repair_done, b) < 0)
-        repair_done(-EIO, NULL, b);
-}
-
-/* ---- cleanup: leftovers of a failed or deleted instance ----------- */
-
-static void cleanup_done(int ret, char *err, void *arg)
-{
-    struct build_job *b = arg;
-    struct inst *in = b->in;
-
-    build_job_free(b);
-    if (in->e->stopping) {
-        free(err);
-        return;
-    }
-    in->op = OP_IDLE;
-    in->e->busy--;
-    if (ret < 0)
-        log_warn("removing leftovers failed instance=%s error=%s", in->uuid,
-                 err ? err : strerror(-ret));
-    else
-        in->e->cleanups++;
-    free(err);
-    inst_kick(in);
-}
-
-static void start_cleanup(struct inst *in, const char *domain_name)
-{
-    struct engine *e = in->e;
-    struct build_job *b;
-
-    log_info("removing leftovers instance=%s state=%s domain=%s", in->uuid,
-             inst_state_name(in->state), domain_name ? domain_name : "-");
-    in->op = OP_CLEANUP;
-    e->busy++;
-    b = engine_job_new(in);
-    free(b->name);
-    b->name = domain_name ? xstrdup(domain_name) : NULL;
-    if (virt_submit(e->deps.virt, remove_work, cleanup_done, b) < 0)
-        cleanup_done(-EIO, NULL, b);
-}
-
 /* ---- the pass ------------------------------------------------------ */
 
 struct pass_ctx {
@@ -184,10 +88,10 @@ static void reconcile_inst(struct reconcile_job *j, struct inst *in)
     const struct virt_domain_info *d = find_domain(j, in->uuid);
 
     if (in->op == OP_RESEND) {
-        in->reconcile_after = true; /* a status only: the domain is not decided */
+        engine_inst_reconcile_later(in); /* a status only: the domain is not decided */
         return;
     }
-    if (in->op != OP_IDLE || in->queue != NULL)
+    if (!engine_inst_idle(in))
         return; /* its own events decide */
     switch (in->state) {
     case INST_READY:
@@ -195,18 +99,18 @@ static void reconcile_inst(struct reconcile_job *j, struct inst *in)
             log_warn("stub domain of a live instance is %s instance=%s domain=%s",
                      d ? "stopped" : "missing", in->uuid,
                      in->domain_name ? in->domain_name : "-");
-            start_repair(in);
+            engine_inst_repair(in);
         }
         break;
     case INST_DELETE_FAILED:
         log_info("retrying a teardown that gave up instance=%s", in->uuid);
-        inst_start_teardown(in);
+        engine_inst_teardown(in);
         break;
     case INST_FAILED:
     case INST_DELETED:
     case INST_NONE:
         if (d != NULL || has_image(j, in->uuid))
-            start_cleanup(in, d ? d->name : NULL);
+            engine_inst_cleanup(in, d ? d->name : NULL);
         break;
     default:
         break;
@@ -312,35 +216,19 @@ const unsigned engine_domain_events = 1u << VIR_DOMAIN_EVENT_STOPPED |
 void engine_domain_event(struct engine *e, const char *domain_name, int event, int detail)
 {
     struct find_ctx c = {.name = domain_name};
-    time_t now = time(NULL);
 
     log_debug("domain event domain=%s event=%d detail=%d", domain_name, event, detail);
     if (event < 0 || event >= 32 || !(engine_domain_events & (1u << event)))
         return;
     hmap_foreach(e->insts, find_by_domain, &c);
     if (c.found && c.found->op == OP_RESEND)
-        c.found->reconcile_after = true;
-    if (c.found == NULL || c.found->state != INST_READY || c.found->op != OP_IDLE ||
-        c.found->queue != NULL || e->stopping)
+        engine_inst_reconcile_later(c.found);
+    if (c.found == NULL || c.found->state != INST_READY || !engine_inst_idle(c.found) ||
+        e->stopping)
         return; /* not ours, or our own teardown */
-    if (now - c.found->restart_window > RESTART_WINDOW_S) {
-        c.found->restart_window = now;
-        c.found->restarts = 0;
-    }
-    if (c.found->restarts >= e->cfg->reconcile.restart_limit) {
-        log_error("stub domain keeps stopping, not restarting it again instance=%s "
-                  "domain=%s restarts=%d",
-                  c.found->uuid, domain_name, c.found->restarts);
-        if (c.found->restarts++ == e->cfg->reconcile.restart_limit)
-            inst_publish(c.found, STATUS_DOMAIN_ERROR, false);
-        return;
-    }
-    c.found->restarts++;
-    log_warn("stub domain of a live instance %s, starting it again instance=%s domain=%s",
-             event == VIR_DOMAIN_EVENT_CRASHED ? "crashed"
-             : event == VIR_DOMAIN_EVENT_UNDEFINED ? "was undefined" : "stopped",
-             c.found->uuid, domain_name);
-    start_repair(c.found);
+    engine_inst_restart(c.found, event == VIR_DOMAIN_EVENT_CRASHED     ? "crashed"
+                                 : event == VIR_DOMAIN_EVENT_UNDEFINED ? "was undefined"
+                                                                       : "stopped");
 }
 
 static void reconcile_timer_cb(evutil_socket_t fd, short what, void *arg)

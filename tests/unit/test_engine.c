@@ -405,6 +405,32 @@ static void play(const char *script)
     settle();
 }
 
+struct counts {
+    size_t by_state[ENGINE_STATES];
+    size_t busy;
+};
+
+static void count_one(const char *key, void *value, void *arg)
+{
+    struct counts *c = arg;
+    const struct inst *in = value;
+
+    (void)key;
+    c->by_state[in->state]++;
+    c->busy += in->op != OP_IDLE;
+}
+
+/* The counters the transition functions keep match the instances. */
+static void check_counters(void)
+{
+    struct counts c = {.busy = 0};
+
+    hmap_foreach(W.e->insts, count_one, &c);
+    for (int s = 0; s < ENGINE_STATES; s++)
+        assert_int_equal(W.e->by_state[s], c.by_state[s]);
+    assert_int_equal(engine_busy(W.e), c.busy);
+}
+
 static void touch_image(const char *uuid)
 {
     char *path = NULL;
@@ -480,6 +506,7 @@ static void run_row(void **state)
     play(r->script);
     assert_string_equal(fake_trace_get(), r->trace);
     assert_string_equal(state_of(UUID), r->state);
+    check_counters();
     if (strstr(r->script, "shutdown") == NULL && strstr(r->script, "drain") == NULL) {
         struct inst *in = inst_of(UUID);
 
@@ -495,6 +522,9 @@ static void run_row(void **state)
 #define NONE (-1)
 #define CREATE_OK "acquire pub:create.start image+ define pub:create.end journal:ready ack:1"
 #define TEARDOWN_OK "pub:delete.start undefine image- release pub:delete.end journal:deleted"
+/* libvirt coming up first submits engine_vtpmcheck's <vtpm> probe (untraced
+ * when it runs); a row that fails a later submit lets that one through. */
+#define PROBE "virt_submit=0 "
 
 static const struct row rows[] = {
     /* ---- an idle instance and a notification ---- */
@@ -696,7 +726,7 @@ static const struct row rows[] = {
     {"Q3 repair with libvirt gone: nothing", JOURNAL_READY, "img", "up",
      "virt_define_start=-107", "list image+ define", "ready", 0},
     {"Q3 repair job refused: domain.error", JOURNAL_READY, "img", "up",
-     "virt_submit=0 virt_submit=-5", "list submit-failed pub:domain.error", "ready", 0},
+     PROBE "virt_submit=0 virt_submit=-5", "list submit-failed pub:domain.error", "ready", 0},
     {"Q4 ready, domain running: nothing", JOURNAL_READY, "dom img", "up", NULL, "list", "ready",
      0},
     {"Q5 delete_failed: torn down again", JOURNAL_DELETE_FAILED, "dom img", "up", NULL,
@@ -708,7 +738,8 @@ static const struct row rows[] = {
     {"Q6 failed, nothing left: nothing", JOURNAL_FAILED, NULL, "up", NULL, "list", "failed", 0},
     {"Q6 cleanup fails: logged, stays", JOURNAL_FAILED, "dom img", "up",
      "virt_destroy_undefine_for=-5", "list undefine", "failed", 0},
-    {"Q6 cleanup job refused", JOURNAL_FAILED, "dom img", "up", "virt_submit=0 virt_submit=-5",
+    {"Q6 cleanup job refused", JOURNAL_FAILED, "dom img", "up",
+     PROBE "virt_submit=0 virt_submit=-5",
      "list submit-failed", "failed", 0},
     {"Q7 busy instance: skipped by reconciliation", NONE, NULL, "c up", NULL,
      "acquire pub:create.start list image+ define pub:create.end journal:ready ack:1", "ready",
@@ -720,7 +751,7 @@ static const struct row rows[] = {
     {"Q10 listing fails: postponed", JOURNAL_READY, "img", "up", "virt_list_vtpmd=-5", "list",
      "ready", 0},
     {"Q10 libvirt down at the pass: postponed", JOURNAL_READY, "img", "down up",
-     "virt_submit=-107", "submit-failed", "ready", 0},
+     PROBE "virt_submit=-107", "submit-failed", "ready", 0},
 
     /* ---- lifecycle events ---- */
     {"L1 ready domain stopped: started again", JOURNAL_READY, "dom img", "stop", NULL,
@@ -756,6 +787,7 @@ static void test_orphans(void **state)
     assert_int_equal(W.e->orphan_images, 1);
     assert_true(engine_reconciled(W.e));
     assert_string_equal(state_of(OTHER), "gone");
+    check_counters();
 }
 
 /* What the journal is told: the record of a create, then of its rollback
