@@ -14,12 +14,12 @@
  * This file is the only writer of an instance's op, state and step
  * (inst_set_op, inst_set_state, inst_set_step keep the counters derived
  * from them); src/engine_reconcile.c plans and asks it to repair, clean
- * up or tear down; src/engine_job.c is the work of the libvirt workers. */
+ * up or tear down; src/engine_job.c is the work of the libvirt workers.
+ * The table of transitions, each with its test: tests/unit/test_engine.c. */
 #include "autoconfig.h"
 
 #include <errno.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include <event2/event.h>
