@@ -107,8 +107,10 @@ wait_count "$T/vtpmd.log" "status sent again instance=$u event=vtpm.create.end" 
     fail "$u: no resend under the alarm"
 wait_count "$T/vtpmd.log" "status sent again instance=$v event=vtpm.create.end" 1 30 ||
     fail "$v: no resend under the alarm"
-echo '<node/>' > "$T/node.xml"
+# Counted before libvirt can connect: a reconnect between the two would
+# otherwise be counted already and waited for in vain.
 _n=$(count_matches "$T/vtpmd.log" 'start-up reconciliation done')
+echo '<node/>' > "$T/node.xml"
 wait_count "$T/vtpmd.log" 'start-up reconciliation done' $((_n + 1)) 30 ||
     fail "libvirt did not connect"
 sleep 1

@@ -76,10 +76,9 @@ struct confirm {
 
 static void confirm_fire(void *arg)
 {
-    struct confirm c = *(struct confirm *)arg;
+    const struct confirm *c = arg;
 
-    free(arg);
-    c.cb((int)_mock(FAKE_CONFIRM, __FILE__, __LINE__), c.arg);
+    c->cb((int)_mock(FAKE_CONFIRM, __FILE__, __LINE__), c->arg);
 }
 
 int __wrap_status_publish(struct bus *b, const struct config *cfg, const char *event_type,
@@ -88,17 +87,13 @@ int __wrap_status_publish(struct bus *b, const struct config *cfg, const char *e
                           const struct status_payload *p, bus_publish_cb cb, void *arg)
 {
     int ret = (int)_mock(FAKE_PUBLISH, __FILE__, __LINE__);
-    struct confirm *c;
+    struct confirm c = {cb, arg};
 
     (void)b;
     (void)cfg;
     assert_non_null(p->instance_uuid);
     fake_trace("pub:%s", strncmp(event_type, "vtpm.", 5) == 0 ? event_type + 5 : event_type);
-    if (ret < 0)
-        return ret;
-    c = xcalloc(1, sizeof(*c));
-    c->cb = cb;
-    c->arg = arg;
-    fake_defer(confirm_fire, c);
-    return 0;
+    if (ret == 0)
+        fake_defer(confirm_fire, &c, sizeof(c));
+    return ret;
 }

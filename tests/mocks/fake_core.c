@@ -67,12 +67,13 @@ struct deferred {
 static struct deferred *head, **tail = &head;
 static size_t npending;
 
-void fake_defer(void (*fn)(void *), void *arg)
+void fake_defer(void (*fn)(void *), const void *data, size_t n)
 {
     struct deferred *d = xcalloc(1, sizeof(*d));
 
     d->fn = fn;
-    d->arg = arg;
+    d->arg = xmalloc(n);
+    memcpy(d->arg, data, n);
     *tail = d;
     tail = &d->next;
     npending++;
@@ -89,6 +90,7 @@ bool fake_step(void)
         tail = &head;
     npending--;
     d->fn(d->arg);
+    free(d->arg);
     free(d);
     return true;
 }

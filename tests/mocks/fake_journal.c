@@ -47,10 +47,9 @@ struct write {
 
 static void write_fire(void *arg)
 {
-    struct write w = *(struct write *)arg;
+    const struct write *w = arg;
 
-    free(arg);
-    w.done((int)_mock(FAKE_JOURNAL, __FILE__, __LINE__), w.arg);
+    w->done((int)_mock(FAKE_JOURNAL, __FILE__, __LINE__), w->arg);
 }
 
 void __wrap_journal_put(struct journal *j, const struct journal_record *rec,
@@ -58,11 +57,9 @@ void __wrap_journal_put(struct journal *j, const struct journal_record *rec,
 void __wrap_journal_put(struct journal *j, const struct journal_record *rec,
                         journal_done_fn done, void *arg)
 {
-    struct write *w = xcalloc(1, sizeof(*w));
+    struct write w = {done, arg};
 
     (void)j;
     fake_trace("journal:%s", journal_state_name(rec->state));
-    w->done = done;
-    w->arg = arg;
-    fake_defer(write_fire, w);
+    fake_defer(write_fire, &w, sizeof(w));
 }

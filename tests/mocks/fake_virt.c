@@ -61,36 +61,34 @@ struct job {
 
 static void job_fire(void *arg)
 {
-    struct job j = *(struct job *)arg;
+    const struct job *j = arg;
     char *err = NULL;
-    int ret;
+    int ret = j->work(fake_libvirt_connected ? (virConnectPtr)&conn_token : NULL, j->arg, &err);
 
-    free(arg);
-    ret = j.work(fake_libvirt_connected ? (virConnectPtr)&conn_token : NULL, j.arg, &err);
-    j.done(ret, err, j.arg);
+    j->done(ret, err, j->arg);
 }
 
 int __wrap_virt_submit(struct virt *v, virt_work_fn work, virt_done_fn done, void *job_arg);
 int __wrap_virt_submit(struct virt *v, virt_work_fn work, virt_done_fn done, void *job_arg)
 {
     int ret = (int)_mock(FAKE_SUBMIT, __FILE__, __LINE__);
-    struct job *j;
+    struct job j = {work, done, job_arg};
 
     (void)v;
-    if (ret < 0) {
+    if (ret < 0)
         fake_trace("submit-failed");
-        return ret;
-    }
-    j = xcalloc(1, sizeof(*j));
-    j->work = work;
-    j->done = done;
-    j->arg = job_arg;
-    fake_defer(job_fire, j);
-    return 0;
+    else
+        fake_defer(job_fire, &j, sizeof(j));
+    return ret;
 }
 
-static int injected(int ret, char **err)
+/* One call on the connection: traced, its result injected. */
+static int call(const char *result, const char *what, virConnectPtr conn, char **err)
 {
+    int ret = (int)_mock(result, __FILE__, __LINE__);
+
+    assert_non_null(conn);
+    fake_trace("%s", what);
     if (ret < 0 && err)
         *err = xstrdup("injected libvirt failure");
     return ret;
@@ -101,14 +99,12 @@ int __wrap_virt_define_start(virConnectPtr conn, const char *xml, const char *na
 int __wrap_virt_define_start(virConnectPtr conn, const char *xml, const char *name,
                              unsigned flags, char **err)
 {
-    int ret = (int)_mock(FAKE_DEFINE, __FILE__, __LINE__);
+    int ret = call(FAKE_DEFINE, "define", conn, err);
     struct domxml_meta m;
     struct fake_domain *d;
 
-    assert_non_null(conn);
-    fake_trace("define");
     if (ret < 0)
-        return injected(ret, err);
+        return ret;
     assert_int_equal(domxml_parse_metadata(xml, &m), 0);
     d = domain_find(name);
     if (d == NULL)
@@ -124,19 +120,14 @@ int __wrap_virt_destroy_undefine_for(virConnectPtr conn, const char *name,
 int __wrap_virt_destroy_undefine_for(virConnectPtr conn, const char *name,
                                      const char *instance_uuid, char **err)
 {
-    int ret = (int)_mock(FAKE_UNDEFINE, __FILE__, __LINE__);
-    struct fake_domain *d;
+    int ret = call(FAKE_UNDEFINE, "undefine", conn, err);
+    struct fake_domain *d = domain_find(name);
 
-    assert_non_null(conn);
-    fake_trace("undefine");
-    if (ret < 0)
-        return injected(ret, err);
-    d = domain_find(name);
-    if (d && strcmp(d->uuid, instance_uuid) == 0) {
+    if (ret == 0 && d && strcmp(d->uuid, instance_uuid) == 0) {
         free(d->name);
         *d = doms[--ndoms];
     }
-    return 0;
+    return ret;
 }
 
 int __wrap_virt_list_vtpmd(virConnectPtr conn, struct virt_domain_info **out, size_t *n,
@@ -144,13 +135,11 @@ int __wrap_virt_list_vtpmd(virConnectPtr conn, struct virt_domain_info **out, si
 int __wrap_virt_list_vtpmd(virConnectPtr conn, struct virt_domain_info **out, size_t *n,
                            char **err)
 {
-    int ret = (int)_mock(FAKE_LIST, __FILE__, __LINE__);
+    int ret = call(FAKE_LIST, "list", conn, err);
     struct virt_domain_info *v;
 
-    assert_non_null(conn);
-    fake_trace("list");
     if (ret < 0)
-        return injected(ret, err);
+        return ret;
     v = xcalloc(ndoms + 1, sizeof(*v));
     for (size_t i = 0; i < ndoms; i++) {
         v[i].name = xstrdup(doms[i].name);

@@ -18,30 +18,23 @@ struct answer {
 
 static void answer_fire(void *arg)
 {
-    struct answer a = *(struct answer *)arg;
-    enum vtpmmgr_status st;
+    const struct answer *a = arg;
+    enum vtpmmgr_status st = (enum vtpmmgr_status)_mock(a->result, __FILE__, __LINE__);
 
-    free(arg);
-    st = (enum vtpmmgr_status)_mock(a.result, __FILE__, __LINE__);
-    a.cb(st, st == VTPMMGR_OK ? FAKE_VTPM_UUID : NULL,
-         st == VTPMMGR_OK ? NULL : "injected vtpmmgr failure", a.arg);
+    a->cb(st, st == VTPMMGR_OK ? FAKE_VTPM_UUID : NULL,
+          st == VTPMMGR_OK ? NULL : "injected vtpmmgr failure", a->arg);
 }
 
 static int request(const char *what, const char *result, const char *result_cb,
                    vtpmmgr_cb cb, void *arg)
 {
     int ret = (int)_mock(result, __FILE__, __LINE__);
-    struct answer *a;
+    struct answer a = {cb, arg, result_cb};
 
     fake_trace("%s", what);
-    if (ret < 0)
-        return ret;
-    a = xcalloc(1, sizeof(*a));
-    a->cb = cb;
-    a->arg = arg;
-    a->result = result_cb;
-    fake_defer(answer_fire, a);
-    return 0;
+    if (ret == 0)
+        fake_defer(answer_fire, &a, sizeof(a));
+    return ret;
 }
 
 int __wrap_vtpmmgr_acquire(struct vtpmmgr *m, const char *instance_uuid, const char *host,

@@ -50,8 +50,9 @@ void fake_defaults(void);
 void fake_trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *fake_trace_get(void);
 
-/* The deferred answers. */
-void fake_defer(void (*fn)(void *), void *arg);
+/* The deferred answers: fn gets a copy of the n bytes at data, freed
+ * after it returns. */
+void fake_defer(void (*fn)(void *), const void *data, size_t n);
 bool fake_step(void);
 size_t fake_pending(void);
 
