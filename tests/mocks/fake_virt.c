@@ -10,6 +10,7 @@
 
 #include "domxml.h"
 #include "fakes.h"
+#include "uuidutil.h"
 #include "virt.h"
 #include "xalloc.h"
 
@@ -17,7 +18,7 @@ bool fake_libvirt_connected = true;
 
 struct fake_domain {
     char *name;
-    char uuid[37];
+    char uuid[UUIDUTIL_BUFLEN];
     bool active;
 };
 
@@ -29,7 +30,7 @@ void fake_domain_add(const char *name, const char *instance_uuid, bool active)
 {
     doms = xreallocarray(doms, ndoms + 1, sizeof(*doms));
     doms[ndoms].name = xstrdup(name);
-    memcpy(doms[ndoms].uuid, instance_uuid, 37);
+    memcpy(doms[ndoms].uuid, instance_uuid, UUIDUTIL_BUFLEN);
     doms[ndoms].active = active;
     ndoms++;
 }
@@ -144,8 +145,8 @@ int __wrap_virt_list_vtpmd(virConnectPtr conn, struct virt_domain_info **out, si
     for (size_t i = 0; i < ndoms; i++) {
         v[i].name = xstrdup(doms[i].name);
         v[i].active = doms[i].active;
-        memcpy(v[i].meta.instance_uuid, doms[i].uuid, 37);
-        memcpy(v[i].meta.vtpm_uuid, FAKE_VTPM_UUID, 37);
+        memcpy(v[i].meta.instance_uuid, doms[i].uuid, UUIDUTIL_BUFLEN);
+        memcpy(v[i].meta.vtpm_uuid, FAKE_VTPM_UUID, UUIDUTIL_BUFLEN);
     }
     *out = v;
     *n = ndoms;

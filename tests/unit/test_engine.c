@@ -120,6 +120,7 @@
 #include "image.h"
 #include "log.h"
 #include "policy.h"
+#include "uuidutil.h"
 #include "vtpmmgr.h"
 #include "xalloc.h"
 
@@ -448,11 +449,11 @@ static void load_record(enum journal_state s)
     struct journal_record r = {0};
     char *path = NULL;
 
-    memcpy(r.instance_uuid, UUID, 37);
+    memcpy(r.instance_uuid, UUID, UUIDUTIL_BUFLEN);
     r.state = s;
     /* A failed create released its vTPM; a tombstone holds nothing. */
     if (s != JOURNAL_FAILED && s != JOURNAL_DELETED)
-        memcpy(r.vtpm_uuid, FAKE_VTPM_UUID, 37);
+        memcpy(r.vtpm_uuid, FAKE_VTPM_UUID, UUIDUTIL_BUFLEN);
     if (s != JOURNAL_DELETED) {
         assert_int_equal(image_path(W.dir, UUID, &path), 0);
         r.domain_name = (char *)DOMAIN;
