@@ -113,6 +113,11 @@ struct config {
     struct {
         char *socket;
         char *metrics_listen;
+        int64_t max_connections;
+        uint64_t idle_timeout_ms;
+        uint64_t header_timeout_ms;
+        uint64_t request_timeout_ms;
+        int64_t max_waiters;
     } control;
 
     struct {

@@ -32,9 +32,21 @@ enum control_route {
 typedef void (*control_handler_fn)(struct control_req *req, enum control_route route,
                                    const char *param, void *arg);
 
+/* What a client may make the control API hold (control.* keys). Each
+ * listener (the socket, the metrics port) has its own connection cap. */
+struct control_limits {
+    unsigned max_connections;
+    unsigned idle_timeout_s;
+    unsigned header_timeout_s;
+    unsigned request_timeout_s;
+    unsigned max_waiters;
+};
+
 int control_new(struct event_base *base, const char *socket_path,
-                const char *metrics_listen, control_handler_fn handler, void *arg,
-                struct control **out, char **err);
+                const char *metrics_listen, const struct control_limits *lim,
+                control_handler_fn handler, void *arg, struct control **out, char **err);
+/* New limits (reload); connections open keep going. */
+void control_set_limits(struct control *c, const struct control_limits *lim);
 /* Closes the listeners, answers pending requests 503, removes the socket. */
 void control_free(struct control *c);
 

@@ -151,7 +151,8 @@ void virt_domain_info_free(struct virt_domain_info *d, size_t n);
 int virt_error(virConnectPtr conn, const char *what, char **err);
 /* -ENOTCONN with a message; for work functions called with conn NULL. */
 int virt_not_connected(char **err);
-/* Worth retrying later: -ENOTCONN, -ETIMEDOUT, -EAGAIN. */
+/* Worth retrying later: -ENOTCONN, -ETIMEDOUT, -EAGAIN, and running out
+ * of descriptors (-EMFILE, -ENFILE). */
 bool virt_error_transient(int ret);
 
 #endif

@@ -9,7 +9,8 @@ libvtpmcommon_a_SOURCES = \
 	src/vtime.c include/vtime.h \
 	src/backoff.c include/backoff.h \
 	src/fileutil.c include/fileutil.h \
-	include/jsonutil.h
+	include/jsonutil.h \
+	src/httpsrv.c include/httpsrv.h
 libvtpmcommon_a_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) $(YAML_CFLAGS)
 
 # vtpmd's modules; mk/*.mk fragments append to libvtpmd_a_SOURCES.

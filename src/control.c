@@ -17,6 +17,7 @@
 #include <event2/listener.h>
 
 #include "control.h"
+#include "httpsrv.h"
 #include "log.h"
 #include "uuidutil.h"
 #include "xalloc.h"
@@ -25,6 +26,10 @@ struct control {
     struct event_base *base;
     struct evhttp *http;
     struct evhttp *metrics_http;
+    struct httpsrv *srv, *metrics_srv;
+    struct control_limits lim;
+    unsigned waiters;               /* wait requests not answered yet */
+    uint64_t waiters_refused;
     char *socket_path;
     control_handler_fn handler;
     void *arg;
@@ -37,6 +42,9 @@ struct control_req {
     struct evhttp_connection *conn;
     struct evkeyvalq query;
     bool have_query;
+    struct httpsrv *srv; /* the listener it came from */
+    bool waiter;  /* counted in control.waiters */
+    bool metrics; /* a 200 gets the listeners' own metrics appended */
     void (*cancel)(void *arg);
     void *cancel_arg;
     struct control_req *prev, *next;
@@ -44,6 +52,8 @@ struct control_req {
 
 static void req_unlink(struct control_req *q)
 {
+    if (q->waiter)
+        q->c->waiters--;
     if (q->prev)
         q->prev->next = q->next;
     else
@@ -59,7 +69,7 @@ static void req_free(struct control_req *q)
     free(q);
 }
 
-/* The client went away before the answer. */
+/* The client went away before the answer (or its deadline passed). */
 static void req_conn_closed(struct evhttp_connection *conn, void *arg)
 {
     struct control_req *q = arg;
@@ -67,6 +77,10 @@ static void req_conn_closed(struct evhttp_connection *conn, void *arg)
     req_unlink(q);
     if (q->cancel)
         q->cancel(q->cancel_arg);
+    /* evhttp detached the unanswered request from the connection: it is
+     * ours to free now that it will never be answered. */
+    if (evhttp_request_get_connection(q->r) == NULL)
+        evhttp_request_free(q->r);
     req_free(q);
 }
 
@@ -90,16 +104,96 @@ static void req_send(struct control_req *q, int status, const char *ctype,
     evhttp_add_header(h, "Content-Type", ctype);
     evhttp_add_header(h, "Cache-Control", "no-store");
     evbuffer_add(buf, body, len);
-    evhttp_connection_set_closecb(q->conn, NULL, NULL);
+    httpsrv_req_on_close(q->srv, q->r, NULL, NULL);
     evhttp_send_reply(q->r, status, NULL, buf);
     evbuffer_free(buf);
     req_unlink(q);
     req_free(q);
 }
 
+static void append(char **buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void append(char **buf, const char *fmt, ...)
+{
+    va_list ap;
+    char *more, *old = *buf;
+
+    va_start(ap, fmt);
+    if (vasprintf(&more, fmt, ap) < 0)
+        abort();
+    va_end(ap);
+    xasprintf(buf, "%s%s", old, more);
+    free(old);
+    free(more);
+}
+
+/* The control API's own metrics: its listeners and waiters. */
+static char *listener_metrics(const struct control *c)
+{
+    const struct httpsrv *srvs[2] = {c->srv, c->metrics_srv};
+    struct httpsrv_stats st[2] = {{0}};
+    char *buf = xstrdup("");
+    size_t n = c->metrics_srv ? 2 : 1;
+
+    for (size_t i = 0; i < n; i++)
+        httpsrv_get_stats(srvs[i], &st[i]);
+    append(&buf, "# HELP vtpmd_control_connections Open connections, by listener.\n"
+                 "# TYPE vtpmd_control_connections gauge\n");
+    for (size_t i = 0; i < n; i++)
+        append(&buf, "vtpmd_control_connections{listener=\"%s\"} %lu\n",
+               httpsrv_name(srvs[i]), (unsigned long)st[i].open);
+    append(&buf, "# HELP vtpmd_control_connections_total Connections accepted, or refused "
+                 "beyond control.max_connections.\n"
+                 "# TYPE vtpmd_control_connections_total counter\n");
+    for (size_t i = 0; i < n; i++)
+        append(&buf,
+               "vtpmd_control_connections_total{listener=\"%s\",outcome=\"accepted\"} %lu\n"
+               "vtpmd_control_connections_total{listener=\"%s\",outcome=\"refused\"} %lu\n",
+               httpsrv_name(srvs[i]), (unsigned long)st[i].accepted, httpsrv_name(srvs[i]),
+               (unsigned long)st[i].refused);
+    append(&buf, "# HELP vtpmd_control_accept_errors_total accept() failures (such as out "
+                 "of descriptors).\n"
+                 "# TYPE vtpmd_control_accept_errors_total counter\n");
+    for (size_t i = 0; i < n; i++)
+        append(&buf, "vtpmd_control_accept_errors_total{listener=\"%s\"} %lu\n",
+               httpsrv_name(srvs[i]), (unsigned long)st[i].accept_errors);
+    append(&buf, "# HELP vtpmd_control_timeouts_total Connections closed by an idle, header "
+                 "or request timeout.\n"
+                 "# TYPE vtpmd_control_timeouts_total counter\n");
+    for (size_t i = 0; i < n; i++)
+        append(&buf, "vtpmd_control_timeouts_total{listener=\"%s\"} %lu\n",
+               httpsrv_name(srvs[i]), (unsigned long)st[i].timeouts);
+    append(&buf, "# HELP vtpmd_control_abandoned_total Requests whose client went away "
+                 "unanswered.\n"
+                 "# TYPE vtpmd_control_abandoned_total counter\n");
+    for (size_t i = 0; i < n; i++)
+        append(&buf, "vtpmd_control_abandoned_total{listener=\"%s\"} %lu\n",
+               httpsrv_name(srvs[i]), (unsigned long)st[i].abandoned);
+    append(&buf,
+           "# HELP vtpmd_control_waiters Long polls (wait) waiting.\n"
+           "# TYPE vtpmd_control_waiters gauge\n"
+           "vtpmd_control_waiters %u\n"
+           "# HELP vtpmd_control_waiters_refused_total Long polls refused beyond "
+           "control.max_waiters.\n"
+           "# TYPE vtpmd_control_waiters_refused_total counter\n"
+           "vtpmd_control_waiters_refused_total %lu\n",
+           c->waiters, (unsigned long)c->waiters_refused);
+    return buf;
+}
+
 void control_reply_text(struct control_req *req, int status, const char *content_type,
                         const char *text, size_t len)
 {
+    if (req->metrics && status == 200) {
+        char *own = listener_metrics(req->c), *all = xmalloc(len + strlen(own));
+
+        memcpy(all, text, len);
+        memcpy(all + len, own, strlen(own));
+        req_send(req, status, content_type, all, len + strlen(own));
+        free(all);
+        free(own);
+        return;
+    }
     req_send(req, status, content_type, text, len);
 }
 
@@ -167,7 +261,8 @@ static void control_route(struct control *c, struct evhttp_request *r, bool metr
     if (c->pending)
         c->pending->prev = q;
     c->pending = q;
-    evhttp_connection_set_closecb(q->conn, req_conn_closed, q);
+    q->srv = metrics_only ? c->metrics_srv : c->srv;
+    httpsrv_req_on_close(q->srv, r, req_conn_closed, q);
     if (qs && evhttp_parse_query_str(qs, &q->query) == 0)
         q->have_query = true;
     else if (qs) {
@@ -221,6 +316,21 @@ static void control_route(struct control *c, struct evhttp_request *r, bool metr
         control_reply_error(q, 405, "method not allowed");
         return;
     }
+    if (route == CONTROL_WAIT) {
+        if (c->waiters >= c->lim.max_waiters) {
+            c->waiters_refused++;
+            evhttp_add_header(evhttp_request_get_output_headers(r), "Retry-After", "1");
+            control_reply_error(q, 503, "too many waiters (control.max_waiters is %u)",
+                                c->lim.max_waiters);
+            return;
+        }
+        q->waiter = true;
+        c->waiters++;
+        /* A long poll is bounded by its own timeout, not the request
+         * deadline; a client that goes away ends it at once. */
+        httpsrv_req_deadline(c->srv, r, 0);
+    }
+    q->metrics = route == CONTROL_METRICS;
     c->handler(q, route, param, c->arg);
 }
 
@@ -302,15 +412,40 @@ static int mkdir_parent(const char *path)
     return ret;
 }
 
+static void limits_of(const struct control_limits *l, struct httpsrv_limits *out)
+{
+    out->max_connections = l->max_connections;
+    out->idle_timeout_s = l->idle_timeout_s;
+    out->header_timeout_s = l->header_timeout_s;
+    out->request_timeout_s = l->request_timeout_s;
+    out->handshake_timeout_s = 0;
+}
+
+void control_set_limits(struct control *c, const struct control_limits *lim)
+{
+    struct httpsrv_limits hl;
+
+    c->lim = *lim;
+    limits_of(lim, &hl);
+    if (c->srv)
+        httpsrv_set_limits(c->srv, &hl);
+    if (c->metrics_srv)
+        httpsrv_set_limits(c->metrics_srv, &hl);
+}
+
 int control_new(struct event_base *base, const char *socket_path,
-                const char *metrics_listen, control_handler_fn handler, void *arg,
-                struct control **out, char **err)
+                const char *metrics_listen, const struct control_limits *lim,
+                control_handler_fn handler, void *arg, struct control **out, char **err)
 {
     struct control *c = xcalloc(1, sizeof(*c));
     struct evconnlistener *l;
+    struct evhttp_bound_socket *bound;
+    struct httpsrv_limits hl;
     int fd, ret;
 
     c->base = base;
+    c->lim = *lim;
+    limits_of(lim, &hl);
     c->handler = handler;
     c->arg = arg;
     if (mkdir_parent(socket_path) < 0) {
@@ -328,15 +463,14 @@ int control_new(struct event_base *base, const char *socket_path,
     evhttp_set_allowed_methods(c->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
     evhttp_set_max_body_size(c->http, 64 * 1024);
     evhttp_set_max_headers_size(c->http, 16 * 1024);
-    evhttp_set_timeout(c->http, 3600); /* long polls */
-    evhttp_set_gencb(c->http, control_cb, c);
     l = evconnlistener_new(base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
                            -1, fd);
-    if (l == NULL || evhttp_bind_listener(c->http, l) == NULL) {
+    if (l == NULL || (bound = evhttp_bind_listener(c->http, l)) == NULL) {
         xasprintf(err, "cannot serve on %s", socket_path);
         ret = -EIO;
         goto fail;
     }
+    c->srv = httpsrv_new(base, c->http, bound, "control", &hl, NULL, control_cb, c);
     if (metrics_listen) {
         char *host = xstrdup(metrics_listen), *colon = strrchr(host, ':');
         int port = atoi(colon + 1);
@@ -348,15 +482,20 @@ int control_new(struct event_base *base, const char *socket_path,
         }
         c->metrics_http = evhttp_new(base);
         evhttp_set_allowed_methods(c->metrics_http, EVHTTP_REQ_GET);
-        evhttp_set_gencb(c->metrics_http, metrics_cb, c);
-        if (evhttp_bind_socket(c->metrics_http, host[0] && strcmp(host, "*") ? host : "0.0.0.0",
-                               (ev_uint16_t)port) < 0) {
+        evhttp_set_max_headers_size(c->metrics_http, 16 * 1024);
+        evhttp_set_max_body_size(c->metrics_http, 4 * 1024);
+        bound = evhttp_bind_socket_with_handle(c->metrics_http,
+                                               host[0] && strcmp(host, "*") ? host : "0.0.0.0",
+                                               (ev_uint16_t)port);
+        if (bound == NULL) {
             xasprintf(err, "cannot listen on %s for metrics", metrics_listen);
             free(host);
             ret = -EADDRINUSE;
             goto fail;
         }
         free(host);
+        c->metrics_srv = httpsrv_new(base, c->metrics_http, bound, "metrics", &hl, NULL,
+                                     metrics_cb, c);
     }
     *out = c;
     return 0;
@@ -375,6 +514,8 @@ void control_free(struct control *c)
             q->cancel(q->cancel_arg);
         control_reply_error(q, 503, "vtpmd is stopping");
     }
+    httpsrv_free(c->srv);
+    httpsrv_free(c->metrics_srv);
     if (c->http)
         evhttp_free(c->http);
     if (c->metrics_http)

@@ -705,10 +705,11 @@ static void build_done(int ret, char *err, void *arg)
     inst_set_error(in, ret == -ENOTCONN ? "libvirt_unavailable"
                        : ret == -ENOSPC ? "disk_full"
                        : ret == -ENODEV ? "vtpm_device_dropped"
+                       : ret == -EMFILE || ret == -ENFILE ? "out_of_descriptors"
                                         : "provisioning_failed",
                    err ? err : strerror(-ret));
     free(err);
-    if (ret == -ENOTCONN && inst_retry(in))
+    if (virt_error_transient(ret) && inst_retry(in))
         return;
     inst_begin_rollback(in);
 }

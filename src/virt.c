@@ -696,7 +696,10 @@ int virt_not_connected(char **err)
 
 bool virt_error_transient(int ret)
 {
-    return ret == -ENOTCONN || ret == -ETIMEDOUT || ret == -EAGAIN;
+    /* Out of descriptors: another client of the host (or of vtpmd)
+     * holds them for now; a retry can succeed. */
+    return ret == -ENOTCONN || ret == -ETIMEDOUT || ret == -EAGAIN || ret == -EMFILE ||
+           ret == -ENFILE;
 }
 
 static int virt_bad_args(char **err, const char *what)

@@ -14,6 +14,7 @@
 #include "cmdline.h"
 #include "control.h"
 #include "engine.h"
+#include "httpsrv.h"
 #include "journal.h"
 #include "log.h"
 #include "policy.h"
@@ -131,6 +132,20 @@ static void vtpmd_lifecycle(const char *name, int event, int detail, void *arg)
         engine_domain_event(d->engine, name, event, detail);
 }
 
+static unsigned secs(uint64_t ms)
+{
+    return (unsigned)((ms + 999) / 1000);
+}
+
+static void vtpmd_control_limits(const struct config *cfg, struct control_limits *l)
+{
+    l->max_connections = (unsigned)cfg->control.max_connections;
+    l->idle_timeout_s = secs(cfg->control.idle_timeout_ms);
+    l->header_timeout_s = secs(cfg->control.header_timeout_ms);
+    l->request_timeout_s = secs(cfg->control.request_timeout_ms);
+    l->max_waiters = (unsigned)cfg->control.max_waiters;
+}
+
 static int vtpmd_control_reload(void *arg)
 {
     return vtpmd_reload(arg);
@@ -231,6 +246,12 @@ int vtpmd_reload(struct vtpmd *d)
         engine_reconfigure(d->engine, next, policy);
     if (d->bus)
         bus_reconfigure(d->bus, next);
+    if (d->control) {
+        struct control_limits lim;
+
+        vtpmd_control_limits(next, &lim);
+        control_set_limits(d->control, &lim);
+    }
     policy_free(d->policy);
     d->policy = policy;
     config_free(d->cfg);
@@ -309,6 +330,7 @@ static int vtpmd_modules_new(struct vtpmd *d)
         .connection = vtpmd_libvirt_connection,
     };
     struct engine_deps deps = {0};
+    struct control_limits lim;
     char *err = NULL;
     int ret;
 
@@ -349,8 +371,14 @@ static int vtpmd_modules_new(struct vtpmd *d)
     if (ret < 0)
         goto out;
     engine_libvirt_state(d->engine, virt_is_connected(d->virt));
+    vtpmd_control_limits(d->cfg, &lim);
+    /* Every listener's cap, plus the daemon's own descriptors (broker,
+     * libvirt, journal, images, the proxy). */
+    httpsrv_fd_budget((unsigned long)lim.max_connections *
+                          (d->cfg->control.metrics_listen ? 2 : 1) + 64 +
+                      2 * (unsigned long)d->cfg->libvirt.workers);
     ret = control_new(d->base, d->cfg->control.socket, d->cfg->control.metrics_listen,
-                      engine_control, d->engine, &d->control, &err);
+                      &lim, engine_control, d->engine, &d->control, &err);
     if (ret < 0)
         log_error("cannot start the control API: %s", err);
 out:
