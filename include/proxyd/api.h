@@ -29,6 +29,8 @@ int api_new(struct event_base *base, const struct pconfig *cfg,
 /* Reloads certificate, key and client CA from cfg's paths; on failure
  * the running context stays. 0 or -EINVAL (logged). */
 int api_reload_tls(struct api *a, const struct pconfig *cfg);
+/* New connection limits (reload). */
+void api_set_limits(struct api *a, const struct pconfig *cfg);
 /* Closes the listening socket; connections in progress go on. */
 void api_stop_accepting(struct api *a);
 void api_free(struct api *a);

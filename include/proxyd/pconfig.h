@@ -31,7 +31,12 @@ struct pconfig {
         char *key_file;
         char *client_ca_file;
         bool bind_host; /* with client_ca_file: a certificate acts for its own host only */
+        uint64_t handshake_timeout_ms;
     } tls;
+    int64_t max_connections;
+    uint64_t idle_timeout_ms;
+    uint64_t header_timeout_ms;
+    uint64_t request_timeout_ms;
     struct {
         char *device;
         char *group;  /* the group's UUID as written; NULL: index 0 */

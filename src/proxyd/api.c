@@ -22,6 +22,7 @@
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
+#include "httpsrv.h"
 #include "jsonutil.h"
 #include "log.h"
 #include "proxyd/api.h"
@@ -34,13 +35,12 @@
  * the client gets a JSON 413 from us. */
 #define HTTP_MAX_BODY (64 * 1024)
 #define HTTP_MAX_HEADERS (16 * 1024)
-/* Idle and I/O timeout of a connection; longer than any job takes. */
-#define HTTP_TIMEOUT_S 120
 
 struct api {
     struct event_base *base;
     struct evhttp *http;
     struct evhttp_bound_socket *sock;
+    struct httpsrv *srv;
     SSL_CTX *ssl;
     struct service *svc;
     bool bind_host; /* client certificates act for their own host only */
@@ -441,6 +441,18 @@ static void handle_health(struct rq *rq)
     o = json_pack("{s:s, s:o, s:I, s:I}", "status", h.ok ? "ok" : "unavailable",
                   "vtpmmgr", mgr, "records", (json_int_t)h.records, "jobs",
                   (json_int_t)h.jobs);
+    {
+        struct httpsrv_stats st;
+
+        httpsrv_get_stats(rq->a->srv, &st);
+        json_object_set_new(o, "connections",
+                            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "open",
+                                      (json_int_t)st.open, "accepted", (json_int_t)st.accepted,
+                                      "refused", (json_int_t)st.refused, "accept_errors",
+                                      (json_int_t)st.accept_errors, "timeouts",
+                                      (json_int_t)st.timeouts, "abandoned",
+                                      (json_int_t)st.abandoned));
+    }
     if (h.reconciled) {
         json_object_set_new(o, "orphans", json_integer((json_int_t)h.orphans));
         json_object_set_new(o, "missing", json_integer((json_int_t)h.missing));
@@ -563,6 +575,31 @@ static struct bufferevent *tls_bevcb(struct event_base *base, void *arg)
                                           BEV_OPT_CLOSE_ON_FREE);
 }
 
+static bool tls_handshake_done(struct bufferevent *bev)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+    return ssl && SSL_is_init_finished(ssl);
+}
+
+static void limits_of(const struct pconfig *cfg, struct httpsrv_limits *l)
+{
+    l->max_connections = (unsigned)cfg->max_connections;
+    l->idle_timeout_s = (unsigned)((cfg->idle_timeout_ms + 999) / 1000);
+    l->header_timeout_s = (unsigned)((cfg->header_timeout_ms + 999) / 1000);
+    l->request_timeout_s = (unsigned)((cfg->request_timeout_ms + 999) / 1000);
+    l->handshake_timeout_s = (unsigned)((cfg->tls.handshake_timeout_ms + 999) / 1000);
+}
+
+void api_set_limits(struct api *a, const struct pconfig *cfg)
+{
+    struct httpsrv_limits lim;
+
+    limits_of(cfg, &lim);
+    if (a->srv)
+        httpsrv_set_limits(a->srv, &lim);
+}
+
 static int load_tls(const struct pconfig *cfg, SSL_CTX **out)
 {
     char err[512];
@@ -604,6 +641,11 @@ int api_new(struct event_base *base, const struct pconfig *cfg,
             struct service *svc, struct api **out)
 {
     struct api *a = xcalloc(1, sizeof(*a));
+    struct httpsrv_opts opts = {
+        .busy_body = "{\"error\":{\"code\":\"unavailable\","
+                     "\"message\":\"too many connections\"}}",
+    };
+    struct httpsrv_limits lim;
     char host[256];
     uint16_t port;
     int ret;
@@ -620,16 +662,17 @@ int api_new(struct event_base *base, const struct pconfig *cfg,
     }
     evhttp_set_max_body_size(a->http, HTTP_MAX_BODY);
     evhttp_set_max_headers_size(a->http, HTTP_MAX_HEADERS);
-    evhttp_set_timeout(a->http, HTTP_TIMEOUT_S);
     /* Every method reaches dispatch(), which answers 405 in JSON (evhttp
      * itself would answer 501 in HTML). */
     evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
                                             EVHTTP_REQ_DELETE | EVHTTP_REQ_PUT |
                                             EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD |
                                             EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE);
-    evhttp_set_gencb(a->http, dispatch, a);
-    if (a->ssl)
-        evhttp_set_bevcb(a->http, tls_bevcb, a);
+    if (a->ssl) {
+        opts.bevcb = tls_bevcb;
+        opts.arg = a;
+        opts.handshake_done = tls_handshake_done;
+    }
     if (split_listen(cfg->listen, host, sizeof(host), &port) < 0) {
         log_error("bad listen address listen=%s", cfg->listen);
         ret = -EINVAL;
@@ -641,6 +684,10 @@ int api_new(struct event_base *base, const struct pconfig *cfg,
         log_error("cannot listen listen=%s error=%s", cfg->listen, strerror(-ret));
         goto fail;
     }
+    limits_of(cfg, &lim);
+    a->srv = httpsrv_new(base, a->http, a->sock, "api", &lim, &opts, dispatch, a);
+    /* The cap, plus the device, the records and the log. */
+    httpsrv_fd_budget(lim.max_connections + 32);
     log_info("listening listen=%s tls=%s client_certificates=%s", cfg->listen,
              a->ssl ? "on" : "off", cfg->tls.client_ca_file ? "required" : "no");
     *out = a;
@@ -670,6 +717,7 @@ int api_reload_tls(struct api *a, const struct pconfig *cfg)
 void api_stop_accepting(struct api *a)
 {
     if (a->sock) {
+        httpsrv_stop_accepting(a->srv);
         evhttp_del_accept_socket(a->http, a->sock);
         a->sock = NULL;
     }
@@ -679,6 +727,7 @@ void api_free(struct api *a)
 {
     if (a == NULL)
         return;
+    httpsrv_free(a->srv);
     if (a->http)
         evhttp_free(a->http);
     if (a->ssl)

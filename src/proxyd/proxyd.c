@@ -57,6 +57,7 @@ int proxyd_reload(struct proxyd *p)
     if ((next->tls.cert_file == NULL) != (p->cfg->tls.cert_file == NULL))
         log_warn("turning TLS on or off takes effect at the next start");
     service_reconfigure(p->svc, next);
+    api_set_limits(p->api, next);
     pconfig_free(p->cfg);
     p->cfg = next;
     apply_logging(p);
