@@ -105,3 +105,9 @@ bench_bus_floor_SOURCES = bench/bus_floor.c bench/amqp_plain.c bench/amqp_plain.
 bench_bus_floor_CFLAGS = $(libvtpmd_a_CFLAGS)
 bench_bus_floor_LDADD = $(VTPMD_LIBS)
 EXTRA_DIST += bench/cfg-worst.sh
+
+# Hostile clients against the control API under a lowered descriptor
+# limit (the listeners' limits live in src/httpsrv.c, shared with
+# vtpm-proxyd, whose own suite is tests/proxyd/hostile.sh).
+TESTS += tests/integration/hostile-control.sh
+EXTRA_DIST += tests/integration/hostile-control.sh tests/tools/hostile_client.py

@@ -43,7 +43,7 @@ UNIT_TESTS += tests/proxyd/test_pconfig
 
 PROXYD_IT = tests/proxyd/cli.sh tests/proxyd/api.sh tests/proxyd/faults.sh \
 	tests/proxyd/tls.sh tests/proxyd/reconcile.sh tests/proxyd/crash.sh \
-	tests/proxyd/valgrind.sh
+	tests/proxyd/valgrind.sh tests/proxyd/hostile.sh
 # End to end with vtpmd (keylime-proxy, api v1), RabbitMQ and libvirt's
 # test driver, vtpm-proxyd killed mid-burst.
 PROXYD_IT += tests/integration/proxyd-e2e.sh

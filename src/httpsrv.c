@@ -286,10 +286,12 @@ static void conn_set_state(struct hconn *c, enum conn_state st)
 }
 
 /* Has evhttp drop the connection as if its socket had timed out (or hung
- * up): an unanswered request is detached and the close callback runs. */
+ * up): an unanswered request is detached and the close callback runs.
+ * Not logged: a client could make every connection a log line; the
+ * counters say how many. */
 static void conn_drop(struct hconn *c, short what, const char *why)
 {
-    log_debug("connection closed listener=%s reason=%s", c->s->name, why);
+    (void)why;
     conn_set_state(c, CONN_CLOSING);
     bufferevent_trigger_event(c->bev, what, 0);
 }

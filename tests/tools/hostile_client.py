@@ -28,11 +28,26 @@ MAX_COUNT = 5000
 MAX_HOLD = 120
 
 
+def unix_connect(path):
+    """A UNIX socket answers EAGAIN while its backlog is full: retry for
+    up to 2 s, as a blocking client would wait."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.setblocking(False)
+    end = time.monotonic() + 2
+    while True:
+        try:
+            s.connect(path)
+            return s
+        except BlockingIOError:
+            if time.monotonic() >= end:
+                s.close()
+                raise
+            time.sleep(0.005)
+
+
 def connect(args, ctx):
     if args.unix:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(2)
-        s.connect(args.unix)
+        s = unix_connect(args.unix)
     else:
         host, port = args.tcp.rsplit(":", 1)
         if host not in ("127.0.0.1", "localhost", "::1"):
@@ -109,9 +124,8 @@ def waiters(args):
            % args.uuid).encode()
     for _ in range(min(args.count, MAX_COUNT)):
         try:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.settimeout(2)
-            s.connect(args.unix)
+            s = unix_connect(args.unix)
+            s.setblocking(True)
             s.sendall(req)
             s.setblocking(False)
             socks.append(s)
