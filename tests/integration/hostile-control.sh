@@ -197,3 +197,46 @@ ctl wait "$u" 1 > /dev/null 2>&1
 [ $? = 0 ] && fail "wait on a provisioning instance answered ready"
 pass "300 abandoned waits dropped at once, descriptors released"
 vtpmd_stop
+
+# 6. A cap above the descriptor limit (misconfigured): accept() runs out
+# of descriptors. vtpmd must not spin (one log line per 10 s, a reserved
+# descriptor to take the waiting client off the backlog, a paused
+# listener), and a create that meanwhile cannot open its image directory
+# is retried as a transient error, not failed: it completes once the
+# flood is gone.
+conf "control: {socket: $T/control.sock, max_connections: 1000}"
+VALGRIND="prlimit --nofile=128:128"
+vtpmd_start "$T/vtpmd.yaml"
+VALGRIND=
+grep -q 'descriptor limit is below' "$T/vtpmd.log" || fail "no warning about the caps and the limit"
+l0=$(log_lines) c0=$(cpu_ticks) t0=$(now)
+rm -f "$T/ready" "$T/stop"
+"$PYTHON" "$HOSTILE" flood --unix "$T/control.sock" --count 300 --hold 110 \
+    --ready "$T/ready" --stop "$T/stop" > "$T/flood.json" 2> "$T/flood.err" &
+fp=$!
+wait_for "$T/ready" . 60 || fail "emfile: the flood did not start"
+u=$(new_uuid)
+nova "create.start:$u" "create.end:$u"
+wait_for "$T/vtpmd.log" "provisioning instance=$u" 60 || fail "emfile: no provisioning"
+# The build step meets EMFILE and is retried (within vtpmmgr.retry_for).
+i=0
+while [ "$(nfds)" -ge 126 ] && [ $i -lt 30 ] && ! grep -q "instance ready instance=$u" "$T/vtpmd.log"; do
+    sleep 0.2
+    i=$((i + 1))
+done
+touch "$T/stop"
+wait "$fp"
+cat "$T/flood.json"
+bounded "descriptors exhausted" "$l0" "$c0" "$t0"
+wait_status vtpm.create.end "$u" 1 120 || fail "emfile: $u did not complete after the flood"
+[ "$(status_count vtpm.create.error "$u")" = 0 ] || fail "emfile: $u ended failed"
+ctl metrics > "$T/metrics.txt"
+grep -E '^vtpmd_control_accept_errors_total\{listener="control"\} [1-9]' "$T/metrics.txt" > /dev/null ||
+    fail "emfile: accept errors not counted"
+grep -c 'accept failed, pausing the listener' "$T/vtpmd.log" | awk '{ exit !($1 >= 1 && $1 <= 20) }' ||
+    fail "emfile: accept failures not logged once per 10 s"
+echo "# emfile: $(grep -E '^vtpmd_(control_accept_errors_total\{listener="control"\}|retries_total\{kind="step"\})' "$T/metrics.txt" | tr '\n' ' ')"
+nova "delete:$u"
+wait_status vtpm.delete.end "$u" 1 90 || fail "emfile: no delete"
+pass "descriptors exhausted: no spinning, the create retried and completed"
+vtpmd_stop

@@ -118,3 +118,27 @@ while [ "$(nfds)" -gt $((base + 4)) ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 
 [ "$(nfds)" -le $((base + 4)) ] || fail "descriptors not released: $(nfds)"
 pass "TLS flood: handshakes capped and timed out, API fine after"
 proxyd_stop
+
+# 4. A cap above the descriptor limit: accept() runs out of descriptors
+# and must not spin; the API works again once the flood is gone.
+write_conf "max_connections: 1000"
+VALGRIND="prlimit --nofile=64:64" proxyd_start
+grep -q 'descriptor limit is below' "$T/proxyd.log" || fail "no warning about the cap and the limit"
+l0=$(log_lines) c0=$(cpu_ticks) t0=$(now)
+rm -f "$T/ready" "$T/stop"
+"$PYTHON" "$HOSTILE" flood --tcp "127.0.0.1:$PORT" --count 150 --hold 8 > "$T/flood.json" ||
+    fail "emfile flood client"
+cat "$T/flood.json"
+bounded "descriptors exhausted" "$l0" "$c0" "$t0"
+n=$(grep -c 'accept failed, pausing the listener' "$T/proxyd.log")
+[ "$n" -ge 1 ] && [ "$n" -le 5 ] || fail "accept failures logged $n times"
+i=0
+until [ "$(http GET /v1/health)" = 200 ] || [ $i -ge 50 ]; do sleep 0.2; i=$((i + 1)); done
+"$PYTHON" - "$T/body" <<'PY' || fail "health after exhaustion: $(cat "$T/body")"
+import json, sys
+c = json.load(open(sys.argv[1]))["connections"]
+assert c["accept_errors"] >= 1, c
+PY
+create_delete "after descriptors ran out"
+pass "descriptors exhausted: no spinning, one log line, API back after"
+proxyd_stop
