@@ -7,7 +7,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -18,6 +17,7 @@
 
 #include "httpsrv.h"
 #include "log.h"
+#include "vtime.h"
 #include "xalloc.h"
 
 /* One log line per this long for a kind of trouble a client can repeat
@@ -83,19 +83,11 @@ struct httpsrv {
  * not ours: the servers are found by their listener. Main thread only. */
 static struct httpsrv *all_servers;
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* True when a line may go out now; *suppressed then holds how many
  * were left out since the last one. */
 static bool rl_allow(struct ratelimit *rl, unsigned long *suppressed)
 {
-    uint64_t now = now_ms();
+    uint64_t now = vtime_now_ms();
 
     if (rl->last_ms && now - rl->last_ms < LOG_EVERY_MS) {
         rl->suppressed++;
@@ -194,8 +186,7 @@ static void accept_failed(struct httpsrv *s, int err)
                  (unsigned long)s->st.open, s->pause_ms, sup);
     s->paused = true;
     update_accepting(s);
-    tv.tv_sec = s->pause_ms / 1000;
-    tv.tv_usec = (suseconds_t)(s->pause_ms % 1000) * 1000;
+    tv = vtime_tv_ms(s->pause_ms);
     evtimer_add(s->resume_ev, &tv);
 }
 
