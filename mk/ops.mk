@@ -34,11 +34,13 @@ examplesdir = $(docdir)/examples
 dist_examples_SCRIPTS = contrib/examples/status_listener.py
 dist_man_MANS += docs/vtpmctl.1
 
-# OpenStack: the libvirt hook (tested above), the Nova stable/wallaby
-# patch (its config class with python3-nova, its client with vtpmd),
-# DevStack plugin and examples.
-TESTS += tests/openstack/nova-patch.sh
+# OpenStack: the libvirt hook (tested above), the Nova stable/victoria
+# patch (applied to Debian 11's Nova 22: its client against vtpmd, its
+# unit tests and flake8/hacking in Nova's tree), DevStack plugin and
+# examples.
+TESTS += tests/openstack/nova-patch.sh tests/openstack/nova-unit.sh
 EXTRA_DIST += tests/openstack/nova-patch.sh tests/openstack/nova_patch.py \
+	tests/openstack/nova-unit.sh tests/openstack/nova-victoria.sh \
 	contrib/openstack/nova/0001-libvirt-Xen-split-driver-vTPM-from-vtpmd.patch
 TESTS += tests/openstack/examples.sh
 EXTRA_DIST += tests/openstack/examples.sh \

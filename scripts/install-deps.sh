@@ -20,6 +20,12 @@ TEST_PKGS="rabbitmq-server python3 python3-oslo.messaging python3-pika
 # pkcs11 ENGINE (Debian 12 has no pkcs11-provider) for a PKCS#11 CA key.
 KVM_PKGS="swtpm swtpm-tools tpm2-tools softhsm2 libengine-pkcs11-openssl"
 
+# The Nova stable/victoria patch's unit tests and flake8/hacking, run in
+# Debian 11's Nova 22 tree (tests/openstack/nova-unit.sh).
+NOVA_TEST_PKGS="python3-stestr python3-subunit python3-oslotest python3-mock
+ python3-ddt python3-requests-mock python3-wsgi-intercept python3-hacking
+ flake8 git"
+
 # contrib/libvirt/check.sh builds Debian's libvirt 9.0.0 with our series.
 LIBVIRT_PKGS="dpkg-dev xz-utils meson ninja-build libxen-dev libyajl-dev
  libglib2.0-dev xsltproc libgnutls28-dev libtirpc-dev python3-docutils
@@ -33,7 +39,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 missing=
-for p in $BUILD_PKGS $TEST_PKGS $KVM_PKGS $LIBVIRT_PKGS; do
+for p in $BUILD_PKGS $TEST_PKGS $KVM_PKGS $NOVA_TEST_PKGS $LIBVIRT_PKGS; do
     if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed'; then
         missing="$missing $p"
     fi
