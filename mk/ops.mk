@@ -44,8 +44,13 @@ EXTRA_DIST += tests/openstack/nova-patch.sh tests/openstack/nova_patch.py \
 	contrib/openstack/nova/0001-libvirt-Xen-split-driver-vTPM-from-vtpmd.patch
 TESTS += tests/openstack/examples.sh
 EXTRA_DIST += tests/openstack/examples.sh \
-	contrib/openstack/devstack/plugin.sh contrib/openstack/devstack/settings \
 	contrib/openstack/examples/vtpmd.yaml contrib/openstack/examples/nova.conf
+# The DevStack plugin, where DevStack looks for it (devstack/ at the top),
+# run through DevStack victoria's phases.
+TESTS += tests/openstack/devstack.sh
+EXTRA_DIST += tests/openstack/devstack.sh tests/openstack/devstack-phases.bash \
+	tests/openstack/devstack-fake-functions.bash \
+	devstack/plugin.sh devstack/settings contrib/openstack/devstack/README.md
 dist_doc_DATA += docs/openstack.md
 
 # Hostile local users and files: trust in the control socket, image.dir and

@@ -1,8 +1,9 @@
 #!/bin/sh
 # contrib/openstack's files are valid: the vtpmd.yaml example passes
-# vtpmd -t; nova.conf parses with oslo.config and carries the options
-# vtpmd needs; the DevStack plugin and the hook are valid shell; the
-# systemd unit is well-formed (systemd-analyze when present).
+# vtpmd -t; nova.conf parses and carries the options vtpmd needs (with
+# Nova 22's own options: nova-patch.sh); the hook is valid shell; no
+# example asks for QEMU's vTPM (hw:tpm_version); the systemd unit is
+# well-formed (systemd-analyze when present).
 . "$(dirname "$0")/../lib/common.sh"
 O="$top_srcdir/contrib/openstack"
 
@@ -19,13 +20,39 @@ c.read(sys.argv[1])
 assert c["oslo_messaging_notifications"]["driver"] == "messagingv2"
 assert c["notifications"]["notification_format"] == "both"
 assert c["libvirt"]["virt_type"] == "xen"
+assert c["libvirt"]["vtpmd_socket"] == "/run/vtpmd/control.sock"
 PY
 pass "examples/nova.conf has what vtpmd needs"
 
-bash -n "$O/devstack/plugin.sh" || fail "plugin.sh syntax"
 sh -n "$O/libvirt-hooks/libxl" || fail "hook syntax"
-grep -q '^enable_service vtpmd' "$O/devstack/settings" || fail "settings"
-pass "devstack plugin and hook parse"
+pass "the hook parses"
+
+# No example asks for QEMU's emulated TPM: on Xen, hw:tpm_version or
+# hw:tpm_model (flavors) and hw_tpm_* (images) make the scheduler demand
+# COMPUTE_SECURITY_TPM_* traits that Xen hosts never report.
+bad=$(grep -rn -E 'hw[:_]tpm_(version|model)' "$O/examples" "$top_srcdir/devstack" \
+    "$top_srcdir/contrib/openstack/nova" 2> /dev/null |
+    grep -v -E '^[^:]*:[0-9]+:[[:space:]]*#.*[Nn]ever|\+.*Do not set' || true)
+[ -z "$bad" ] || fail "an example suggests QEMU's vTPM extra specs:
+$bad"
+grep -q 'Do not set `hw:tpm_version`' "$top_srcdir/docs/openstack.md" ||
+    fail "docs/openstack.md does not warn against hw:tpm_version"
+pass "no example flavor or image sets hw:tpm_version/hw:tpm_model (docs warn against it)"
+
+# What an operator must know is in docs/openstack.md; nothing names
+# wallaby as the target.
+doc="$top_srcdir/docs/openstack.md"
+for want in 'stable/victoria (Nova' 'Debian 11 (bullseye) | 2:22' 'Debian 12 (bookworm) | 2:26' \
+    'vtpm-stubdom.gz' 'vtpmmgr-stubdom.gz' '`stubdom/`' 'TPM 1.2' 'apt-mark hold' \
+    'socket.gethostname()' '## Instance moves' 'enable_plugin vtpmd' '## DevStack'; do
+    grep -qF -- "$want" "$doc" || fail "docs/openstack.md lacks: $want"
+done
+bad=$(grep -rn -i 'stable/wallaby\|wallaby deployment\|wallaby DevStack' "$doc" "$top_srcdir/README.md" \
+    "$O" "$top_srcdir/devstack" 2> /dev/null | grep -v '\.patch:' || true)
+[ -z "$bad" ] || fail "wallaby named as the target:
+$bad"
+grep -q '^| `contrib/openstack/` |.*stable/victoria' "$top_srcdir/README.md" || fail "README's contrib/openstack row"
+pass "docs/openstack.md: victoria, the stub-domain images, TPM 1.2, apt-mark hold, the host name, moves"
 
 unit="$top_builddir/contrib/systemd/vtpmd.service"
 [ -f "$unit" ] || fail "unit not built"

@@ -14,7 +14,7 @@
 
 set -- "$top_srcdir"/contrib/openstack/nova/*.patch
 [ $# -eq 1 ] && [ -f "$1" ] || fail "expected one patch in contrib/openstack/nova: $*"
-PATCH=$1
+PATCH=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 command -v git > /dev/null || fail "git not found"
 
 nova_victoria_tree
@@ -29,6 +29,35 @@ grep -q "'kvm', 'lxc', 'qemu', 'uml', 'xen', 'parallels'" "$T/nova22/nova/conf/l
 grep -q "libvirt_vtpmd.get_vtpm_backend(instance.uuid)" "$T/nova22/nova/virt/libvirt/driver.py" ||
     fail "driver.py lacks the call site"
 pass "the patch applies to Debian $NOVA_VICTORIA_SUITE's Nova $NOVA_VICTORIA_VERSION (stable/victoria)"
+
+# contrib/openstack/examples/nova.conf with Nova's own options: Nova 22
+# (patched) takes virt_type xen and the patch's options; Debian 12's Nova
+# 26 refuses virt_type xen (the reason for victoria).
+"$PYTHON" - "$T/nova22" "$top_srcdir/contrib/openstack/examples/nova.conf" <<'PY' || fail "Nova 22 and the nova.conf example"
+import sys
+import warnings
+warnings.filterwarnings("ignore")
+sys.path.insert(0, sys.argv[1])
+import nova.conf
+assert nova.conf.__file__.startswith(sys.argv[1]), nova.conf.__file__
+conf = nova.conf.CONF
+conf(["--config-file", sys.argv[2]], project="nova", default_config_files=[])
+assert conf.libvirt.virt_type == "xen"
+assert conf.libvirt.vtpmd_socket == "/run/vtpmd/control.sock", conf.libvirt.vtpmd_socket
+assert conf.libvirt.vtpmd_timeout == 10
+assert conf.notifications.notification_format == "both"
+PY
+"$PYTHON" - "$top_srcdir/contrib/openstack/examples/nova.conf" > "$T/nova26.log" 2>&1 <<'PY' && fail "Debian 12's Nova took virt_type xen: $(cat "$T/nova26.log")"
+import sys
+import warnings
+warnings.filterwarnings("ignore")
+import nova.conf
+conf = nova.conf.CONF
+conf(["--config-file", sys.argv[1]], project="nova", default_config_files=[])
+print(nova.__file__ if False else "", conf.libvirt.virt_type)
+PY
+grep -q "ConfigFileValueError\|Valid values are" "$T/nova26.log" || fail "Nova 26: $(tail -n 3 "$T/nova26.log")"
+pass "examples/nova.conf: Nova 22 takes it (virt_type xen, vtpmd_socket); Debian 12's Nova 26 refuses virt_type xen"
 
 if [ -n "${VTPMD_NOVA_GIT:-}" ]; then
     mkdir "$T/upstream"

@@ -14,7 +14,7 @@
 . "$top_srcdir/tests/openstack/nova-victoria.sh"
 
 set -- "$top_srcdir"/contrib/openstack/nova/*.patch
-PATCH=$1
+PATCH=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 command -v git > /dev/null || fail "git not found"
 
 nova_victoria_tree
