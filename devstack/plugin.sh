@@ -69,7 +69,11 @@ function configure_vtpmd {
 
     if [ "$VTPMD_INSTALL_HOOK" = True ]; then
         sudo install -d -m 0755 "$VTPMD_HOOK_DIR"
-        sudo install -m 0755 "$VTPMD_DIR/contrib/openstack/libvirt-hooks/libxl" "$VTPMD_HOOK_DIR/libxl"
+        # The hook names its defaults file on one line, for installations
+        # to rewrite.
+        sed "s|^VTPMD_HOOK_DEFAULTS=.*|VTPMD_HOOK_DEFAULTS=$VTPMD_HOOK_DEFAULTS|" \
+            "$VTPMD_DIR/contrib/openstack/libvirt-hooks/libxl" | sudo tee "$VTPMD_HOOK_DIR/libxl" >/dev/null
+        sudo chmod 0755 "$VTPMD_HOOK_DIR/libxl"
         # The hook reads only this file: libvirt scrubs hooks' environment.
         sudo tee "$VTPMD_HOOK_DEFAULTS" >/dev/null <<ENV
 # Written by vtpmd's DevStack plugin. See $VTPMD_HOOK_DIR/libxl.

@@ -106,7 +106,13 @@ grep -q "^sudo groupadd --system vtpmd" "$calls" || fail "post-config: groupadd"
 pass "post-config: Nova's options in nova.conf reach nova-cpu.conf through start_nova_compute's copy"
 
 hook=$W/stacked-etc/libvirt/hooks/libxl
-[ -x "$hook" ] && cmp -s "$hook" "$top_srcdir/contrib/openstack/libvirt-hooks/libxl" || fail "hook not installed"
+sed "s|^VTPMD_HOOK_DEFAULTS=.*|VTPMD_HOOK_DEFAULTS=$W/etc/default/vtpmd-hook|" \
+    "$top_srcdir/contrib/openstack/libvirt-hooks/libxl" > "$T/hook.expected"
+[ -x "$hook" ] && cmp -s "$hook" "$T/hook.expected" || fail "hook not installed"
+if grep -q '^VTPMD_HOOK_DEFAULTS=' "$hook"; then
+    # The hook reads the defaults file the plugin wrote.
+    grep -qx "VTPMD_HOOK_DEFAULTS=$W/etc/default/vtpmd-hook" "$hook" || fail "hook's defaults file"
+fi
 grep -qx "VTPMD_SOCKET=/run/vtpmd/control.sock" "$W/stacked-etc/default/vtpmd-hook" ||
     fail "hook defaults: $(cat "$W/stacked-etc/default/vtpmd-hook")"
 grep -qx "VTPMCTL=$W/prefix/bin/vtpmctl" "$W/stacked-etc/default/vtpmd-hook" || fail "hook defaults: VTPMCTL"
