@@ -118,17 +118,22 @@ function vtpmd_amqp_urls {
     if [ -z "$url" ]; then
         url="rabbit://$RABBIT_USERID:$RABBIT_PASSWORD@${RABBIT_HOST:-$SERVICE_HOST}:5672/"
     fi
-    # rabbit://u:p@h1:5672,u:p@h2:5672/vhost -> amqp://u:p@h1:5672/vhost, ...
+    # rabbit://u:p@h1:5672,u:p@h2:5672/vhost[?ssl=1] ->
+    # amqp[s]://u:p@h1:5672/vhost, amqp[s]://u:p@h2:5672/vhost
     local rest=${url#*://} path="/"
     case $rest in
         */*) path="/${rest#*/}"; rest=${rest%%/*} ;;
+    esac
+    local scheme=amqp
+    case $path in
+        *\?*ssl=1* | *\?*ssl=[Tt]rue*) scheme=amqps ;;
     esac
     path=${path%%\?*}
     local hostpart first=1
     local IFS=,
     for hostpart in $rest; do
         [ $first = 1 ] || printf ', '
-        printf "'amqp://%s%s'" "$hostpart" "$path"
+        printf "'%s://%s%s'" "$scheme" "$hostpart" "$path"
         first=0
     done
 }

@@ -15,7 +15,8 @@
 # Environment: VTPMD_TEST_SRC (vtpmd's source), VTPMD_TEST_VTPMD (a built
 # vtpmd: the plugin runs its vtpmd -t on the vtpmd.yaml it writes),
 # NOVA_TEST_TREE (a Nova tree to patch, or empty), NOVA_TEST_HOST (a
-# [DEFAULT] host for nova.conf, or empty), PHASES (default: all).
+# [DEFAULT] host for nova.conf, or empty), NOVA_TEST_NOTIFY_URL (Nova's
+# notification transport_url), PHASES (default: all).
 W=$1
 : > "$W/calls" || exit 1
 
@@ -119,7 +120,7 @@ for p in ${PHASES:-pre-install install post-config extra unstack clean}; do
             [ -n "${NOVA_TEST_HOST:-}" ] && iniset "$NOVA_CONF" DEFAULT host "$NOVA_TEST_HOST"
             iniset "$NOVA_CONF" oslo_messaging_notifications driver messagingv2
             iniset "$NOVA_CONF" oslo_messaging_notifications transport_url \
-                "rabbit://$RABBIT_USERID:$RABBIT_PASSWORD@$RABBIT_HOST:5672/"
+                "${NOVA_TEST_NOTIFY_URL:-rabbit://$RABBIT_USERID:$RABBIT_PASSWORD@$RABBIT_HOST:5672/}"
             iniset "$NOVA_CONF" notifications notification_format unversioned
             iniset "$NOVA_CONF" libvirt virt_type "$LIBVIRT_TYPE"
             # A nova-cpu.conf written before: start_nova_compute replaces it.

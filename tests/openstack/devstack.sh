@@ -151,8 +151,11 @@ pass "unstack stops devstack@vtpmd, clean removes the hook"
 
 # 2. Nova's host set: vtpmd takes it, whatever the machine's name.
 W=$T/w2
-run_phases "$W" VTPMD_PATCH_NOVA=False NOVA_TEST_HOST=compute-07.example.org PHASES="post-config extra" ||
+run_phases "$W" VTPMD_PATCH_NOVA=False NOVA_TEST_HOST=compute-07.example.org PHASES="post-config extra" \
+    NOVA_TEST_NOTIFY_URL="rabbit://nova:pw@rabbit-1:5671,nova:pw@rabbit-2:5671/os?ssl=1" ||
     fail "phases with host: $(tail -n 30 "$W/out.log")"
 [ "$(yq "$W/etc/vtpmd/vtpmd.yaml" host)" = compute-07.example.org ] ||
     fail "vtpmd.yaml host $(yq "$W/etc/vtpmd/vtpmd.yaml" host), nova-compute's compute-07.example.org"
-pass "extra: vtpmd.yaml host = nova-compute's [DEFAULT] host"
+[ "$(yq "$W/etc/vtpmd/vtpmd.yaml" amqp.urls)" = "amqps://nova:pw@rabbit-1:5671/os amqps://nova:pw@rabbit-2:5671/os" ] ||
+    fail "amqp.urls from two brokers with TLS: $(yq "$W/etc/vtpmd/vtpmd.yaml" amqp.urls)"
+pass "extra: vtpmd.yaml host = nova-compute's [DEFAULT] host; two TLS brokers"
