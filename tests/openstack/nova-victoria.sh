@@ -13,7 +13,9 @@
 # refuses it; the binary package carries the same tree with Debian's
 # patches applied, and nova/tests.)
 #
-# Without the archive the tests skip (exit 77); under CI=true they fail.
+# VTPMD_DEBIAN_MIRROR replaces http://deb.debian.org/debian. Without the
+# archive (and no cached tree) the tests skip (exit 77); under CI=true
+# they fail.
 
 NOVA_VICTORIA_SUITE=bullseye
 NOVA_VICTORIA_MIRROR=${VTPMD_DEBIAN_MIRROR:-http://deb.debian.org/debian}
