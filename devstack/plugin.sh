@@ -27,12 +27,12 @@ function install_vtpmd {
     mkdir -p "$VTPMD_BUILD_DIR"
     (cd "$VTPMD_BUILD_DIR" &&
         "$VTPMD_DIR/configure" --prefix="$VTPMD_PREFIX" --sysconfdir=/etc \
-            --localstatedir=/var --runstatedir=/run &&
+            --localstatedir=/var --runstatedir=/run \
+            --with-systemdsystemunitdir="$VTPMD_PREFIX/lib/systemd/system" &&
         make -j"$(nproc)") || die $LINENO "vtpmd: build failed in $VTPMD_BUILD_DIR"
     # DevStack runs vtpmd as devstack@vtpmd (start_vtpmd): the packaged
-    # unit stays out of systemd's directories.
-    (cd "$VTPMD_BUILD_DIR" && sudo make install systemdsystemunitdir="$VTPMD_PREFIX/lib/systemd/system") ||
-        die $LINENO "vtpmd: make install failed"
+    # units stay out of systemd's directories (above).
+    (cd "$VTPMD_BUILD_DIR" && sudo make install) || die $LINENO "vtpmd: make install failed"
 }
 
 # Applies contrib/openstack/nova/*.patch to $NOVA_DIR (a stable/victoria
