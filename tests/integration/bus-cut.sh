@@ -8,8 +8,7 @@
 use_valgrind
 PEER_VALGRIND=$VALGRIND
 
-broker_start "$T/broker"
-add_cleanup broker_stop
+broker_test_start
 start_proxy "$BROKER_PORT"
 
 bus_config "$T/peer.yaml" "$PROXY_URL" "  heartbeat: 2s" "  reconnect_max: 500ms"

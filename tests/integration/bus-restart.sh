@@ -10,8 +10,7 @@
 use_valgrind
 PEER_VALGRIND=$VALGRIND
 
-broker_start "$T/broker"
-add_cleanup broker_stop
+broker_test_start
 start_proxy "$BROKER_PORT"
 
 # What a status consumer with a durable queue would keep.

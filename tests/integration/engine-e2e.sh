@@ -6,8 +6,7 @@
 # rescheduled build; hostile input.
 . "$(dirname "$0")/../lib/common.sh"
 . "$top_srcdir/tests/lib/broker.sh"
-broker_start "$T/broker"
-add_cleanup broker_stop
+broker_test_start
 . "$top_srcdir/tests/lib/vtpmd.sh"
 
 listener_start

@@ -5,8 +5,7 @@
 # vtpm.create.error with nothing left behind.
 . "$(dirname "$0")/../lib/common.sh"
 . "$top_srcdir/tests/lib/broker.sh"
-broker_start "$T/broker"
-add_cleanup broker_stop
+broker_test_start
 . "$top_srcdir/tests/lib/vtpmd.sh"
 . "$top_srcdir/tests/lib/fake_proxy.sh"
 fake_proxy_start

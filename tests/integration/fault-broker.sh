@@ -28,24 +28,11 @@
 # status consumer whose queues outlive its own restarts would have them.
 # Every status vtpmd publishes after that must then reach the listener.
 . "$(dirname "$0")/../lib/common.sh"
-. "$top_srcdir/tests/lib/broker.sh"
-. "$top_srcdir/tests/lib/fake_proxy.sh"
-broker_start "$T/broker"
-add_cleanup broker_stop
-. "$top_srcdir/tests/lib/vtpmd.sh"
 . "$top_srcdir/tests/lib/fault.sh"
-VTPMD_HOST=compute1 # the fixtures' host
 
-TRIALS=${FAULT_BROKER_TRIALS:-1}
-N=${FAULT_BROKER_INSTANCES:-150}
-SEED=${FAULT_SEED:-$(date +%s)}
-echo "# seed $SEED (FAULT_SEED=$SEED repeats this run), $TRIALS trials of $N + $((N / 3)) instances"
-
-fake_proxy_start
-listener_start
-vtpmd_config "$T/vtpmd.yaml" \
-    "vtpmmgr: {provider: keylime-proxy, url: '$FAKE_PROXY_URL', api: v1, retry_for: 2m}"
-vtpmd_start "$T/vtpmd.yaml"
+TRIALS=${FAULT_BROKER_TRIALS:-1} N=${FAULT_BROKER_INSTANCES:-150}
+fault_seed "$TRIALS trials of $N + $((N / 3)) instances"
+fault_proxy_vtpmd
 
 burst() {
     "$PYTHON" "$TOOLS/fault_burst.py" burst --url "$BROKER_URL" \

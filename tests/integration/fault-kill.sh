@@ -31,24 +31,11 @@
 # the channel with PRECONDITION_FAILED: the log must show none. At the end
 # the queue holds nothing, ready or unacked.
 . "$(dirname "$0")/../lib/common.sh"
-. "$top_srcdir/tests/lib/broker.sh"
-. "$top_srcdir/tests/lib/fake_proxy.sh"
-broker_start "$T/broker"
-add_cleanup broker_stop
-. "$top_srcdir/tests/lib/vtpmd.sh"
 . "$top_srcdir/tests/lib/fault.sh"
-VTPMD_HOST=compute1 # the fixtures' host
 
-TRIALS=${FAULT_KILL_TRIALS:-10}
-N=${FAULT_KILL_INSTANCES:-150}
-SEED=${FAULT_SEED:-$(date +%s)}
-echo "# seed $SEED (FAULT_SEED=$SEED repeats this run), $TRIALS trials of $N instances"
-
-fake_proxy_start
-listener_start
-vtpmd_config "$T/vtpmd.yaml" \
-    "vtpmmgr: {provider: keylime-proxy, url: '$FAKE_PROXY_URL', api: v1, retry_for: 2m}"
-vtpmd_start "$T/vtpmd.yaml"
+TRIALS=${FAULT_KILL_TRIALS:-10} N=${FAULT_KILL_INSTANCES:-150}
+fault_seed "$TRIALS trials of $N instances"
+fault_proxy_vtpmd
 
 PLANS=""
 trial=1

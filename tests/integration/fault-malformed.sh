@@ -17,14 +17,8 @@
 # what it was after a warm-up batch (only tombstones of deleted instances
 # may rightly be added: under a hundred records).
 . "$(dirname "$0")/../lib/common.sh"
-. "$top_srcdir/tests/lib/broker.sh"
-broker_start "$T/broker"
-add_cleanup broker_stop
-. "$top_srcdir/tests/lib/vtpmd.sh"
 . "$top_srcdir/tests/lib/fault.sh"
-VTPMD_HOST=compute1 # the fixtures' host
 
-SEED=${FAULT_SEED:-$(date +%s)}
 BATCHES=5       # one warm-up, then four
 BAD=200         # malformed messages a batch
 GOOD=20         # good instances in the warm-up (half of them deleted
@@ -34,7 +28,7 @@ GOOD=20         # good instances in the warm-up (half of them deleted
                 # not the growth this test looks for
 GOOD2=6
 SLACK_KB=${FAULT_RSS_SLACK_KB:-256}
-echo "# seed $SEED (FAULT_SEED=$SEED repeats this run)"
+fault_seed
 
 listener_start
 vtpmd_config "$T/vtpmd.yaml" "notifications: {dead_letter_exchange: vtpmd.dlx, max_message_size: 64KiB}"

@@ -15,17 +15,10 @@
 # no image, no vTPM UUID held at the fake; the deliveries are acked; what
 # phase 1 made is untouched.
 . "$(dirname "$0")/../lib/common.sh"
-. "$top_srcdir/tests/lib/broker.sh"
-. "$top_srcdir/tests/lib/fake_proxy.sh"
-broker_start "$T/broker"
-add_cleanup broker_stop
-. "$top_srcdir/tests/lib/vtpmd.sh"
 . "$top_srcdir/tests/lib/fault.sh"
-VTPMD_HOST=compute1 # the fixtures' host
 
 N=${FAULT_OUTAGE_INSTANCES:-60}
-SEED=${FAULT_SEED:-$(date +%s)}
-echo "# seed $SEED (FAULT_SEED=$SEED repeats this run), $N instances a phase"
+fault_seed "$N instances a phase"
 
 fake_proxy_start
 listener_start

@@ -35,8 +35,7 @@ else
 fi
 . "$top_srcdir/tests/lib/broker.sh"
 . "$top_srcdir/tests/lib/fake_proxy.sh"
-broker_start "$T/broker"
-add_cleanup broker_stop
+broker_test_start
 . "$top_srcdir/tests/lib/vtpmd.sh"
 VTPMD_HOST=compute1 # the fixtures' host
 nova() {

@@ -12,24 +12,12 @@
 . "$(dirname "$0")/../lib/common.sh"
 use_valgrind
 [ -n "$VALGRIND" ] || { echo "valgrind not installed: skipped"; exit 77; }
-. "$top_srcdir/tests/lib/broker.sh"
-. "$top_srcdir/tests/lib/fake_proxy.sh"
-broker_start "$T/broker"
-add_cleanup broker_stop
-. "$top_srcdir/tests/lib/vtpmd.sh"
 . "$top_srcdir/tests/lib/fault.sh"
-VTPMD_HOST=compute1 # the fixtures' host
-SEED=${FAULT_SEED:-$(date +%s)}
 N=${FAULT_VALGRIND_INSTANCES:-16}
-echo "# seed $SEED (FAULT_SEED=$SEED repeats this run)"
+fault_seed
 
-fake_proxy_start
-listener_start
-vtpmd_config "$T/vtpmd.yaml" \
-    "vtpmmgr: {provider: keylime-proxy, url: '$FAKE_PROXY_URL', api: v1, retry_for: 2m}" \
-    "notifications: {dead_letter_exchange: vtpmd.dlx, max_message_size: 64KiB}"
 VALGRIND="$VALGRIND --log-file=$T/valgrind.log"
-vtpmd_start "$T/vtpmd.yaml"
+fault_proxy_vtpmd "notifications: {dead_letter_exchange: vtpmd.dlx, max_message_size: 64KiB}"
 readlink "/proc/$VTPMD_PID/exe" | grep -q memcheck || fail "vtpmd is not running under valgrind"
 "$PYTHON" "$TOOLS/bus_amqp.py" --url "$BROKER_URL" queue dead --bind 'vtpmd.dlx:#' ||
     fail "cannot bind a queue to the dead-letter exchange"

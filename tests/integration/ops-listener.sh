@@ -7,8 +7,7 @@
 . "$(dirname "$0")/../lib/common.sh"
 . "$top_srcdir/tests/lib/broker.sh"
 . "$top_srcdir/tests/lib/fake_proxy.sh"
-broker_start "$T/broker"
-add_cleanup broker_stop
+broker_test_start
 . "$top_srcdir/tests/lib/vtpmd.sh"
 
 EX="$top_srcdir/contrib/examples/status_listener.py"

@@ -5,8 +5,7 @@
 # Python parser (python3-prometheus-client).
 . "$(dirname "$0")/../lib/common.sh"
 . "$top_srcdir/tests/lib/broker.sh"
-broker_start "$T/broker"
-add_cleanup broker_stop
+broker_test_start
 . "$top_srcdir/tests/lib/vtpmd.sh"
 
 "$PYTHON" -c 'import prometheus_client.parser' 2>/dev/null || {

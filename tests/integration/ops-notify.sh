@@ -6,8 +6,7 @@
 # STOPPING=1 on SIGTERM.
 . "$(dirname "$0")/../lib/common.sh"
 . "$top_srcdir/tests/lib/broker.sh"
-broker_start "$T/broker"
-add_cleanup broker_stop
+broker_test_start
 . "$top_srcdir/tests/lib/vtpmd.sh"
 
 reader_stop() { [ -n "${READER_PID:-}" ] && kill "$READER_PID" 2>/dev/null; READER_PID=; return 0; }

@@ -11,8 +11,7 @@
 # orphans: delete removes: vtpmmgr's live set equals the live instances'.
 . "$(dirname "$0")/../proxyd/lib.sh"
 . "$top_srcdir/tests/lib/broker.sh"
-broker_start "$T/broker"
-add_cleanup broker_stop
+broker_test_start
 . "$top_srcdir/tests/lib/vtpmd.sh"
 
 fake_start

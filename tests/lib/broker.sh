@@ -27,6 +27,21 @@ broker_ctl() {
         "$RABBIT_BIN/rabbitmqctl" -n "$BROKER_NODE" "$@"
 }
 
+# broker_server: runs the node of BROKER_* detached, its output added to
+# $BROKER_DIR/start.log. The Erlang cookie lives in $HOME: keep it
+# private to this node.
+broker_server() {
+    RABBITMQ_NODENAME="$BROKER_NODE" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+    RABBITMQ_NODE_PORT="$BROKER_PORT" RABBITMQ_DIST_PORT="$BROKER_DIST_PORT" \
+    ERL_EPMD_ADDRESS=127.0.0.1 ERL_EPMD_PORT="$BROKER_EPMD_PORT" \
+    RABBITMQ_MNESIA_BASE="$BROKER_DIR/mnesia" RABBITMQ_LOG_BASE="$BROKER_DIR/log" \
+    RABBITMQ_PID_FILE="$BROKER_DIR/rabbit.pid" \
+    RABBITMQ_ENABLED_PLUGINS_FILE="$BROKER_DIR/enabled_plugins" \
+    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
+    HOME="$BROKER_DIR" \
+        "$RABBIT_BIN/rabbitmq-server" -detached >>"$BROKER_DIR/start.log" 2>&1
+}
+
 broker_start() {
     BROKER_DIR=$1
     if ! [ -x "$RABBIT_BIN/rabbitmq-server" ]; then
@@ -42,16 +57,8 @@ broker_start() {
     BROKER_EPMD_PORT=$(broker_free_port)
     BROKER_NODE="vtpmdtest$BROKER_PORT@localhost"
     BROKER_URL="amqp://127.0.0.1:$BROKER_PORT/"
-    # The Erlang cookie lives in $HOME: keep it private to this node.
-    RABBITMQ_NODENAME="$BROKER_NODE" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
-    RABBITMQ_NODE_PORT="$BROKER_PORT" RABBITMQ_DIST_PORT="$BROKER_DIST_PORT" \
-    ERL_EPMD_ADDRESS=127.0.0.1 ERL_EPMD_PORT="$BROKER_EPMD_PORT" \
-    RABBITMQ_MNESIA_BASE="$BROKER_DIR/mnesia" RABBITMQ_LOG_BASE="$BROKER_DIR/log" \
-    RABBITMQ_PID_FILE="$BROKER_DIR/rabbit.pid" \
-    RABBITMQ_ENABLED_PLUGINS_FILE="$BROKER_DIR/enabled_plugins" \
-    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
-    HOME="$BROKER_DIR" \
-        "$RABBIT_BIN/rabbitmq-server" -detached >"$BROKER_DIR/start.log" 2>&1
+    : > "$BROKER_DIR/start.log"
+    broker_server
     if ! broker_wait; then
         echo "broker: RabbitMQ did not start; log:" >&2
         tail -n 30 "$BROKER_DIR"/log/*.log "$BROKER_DIR/start.log" >&2 2>/dev/null
@@ -95,14 +102,14 @@ broker_restart_stop() {
     rm -f "$BROKER_DIR/rabbit.pid"
 }
 broker_restart_start() {
-    RABBITMQ_NODENAME="$BROKER_NODE" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
-    RABBITMQ_NODE_PORT="$BROKER_PORT" RABBITMQ_DIST_PORT="$BROKER_DIST_PORT" \
-    ERL_EPMD_ADDRESS=127.0.0.1 ERL_EPMD_PORT="$BROKER_EPMD_PORT" \
-    RABBITMQ_MNESIA_BASE="$BROKER_DIR/mnesia" RABBITMQ_LOG_BASE="$BROKER_DIR/log" \
-    RABBITMQ_PID_FILE="$BROKER_DIR/rabbit.pid" \
-    RABBITMQ_ENABLED_PLUGINS_FILE="$BROKER_DIR/enabled_plugins" \
-    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
-    HOME="$BROKER_DIR" \
-        "$RABBIT_BIN/rabbitmq-server" -detached >>"$BROKER_DIR/start.log" 2>&1
+    broker_server
     broker_wait
+}
+
+# broker_test_start: a test's broker, in $T/broker (tests/lib/common.sh),
+# stopped when the test exits. (scripts/demo.sh, without common.sh,
+# calls broker_start and broker_stop itself.)
+broker_test_start() {
+    broker_start "$T/broker"
+    add_cleanup broker_stop
 }

@@ -1,7 +1,32 @@
-# The fault tests' checks, over tests/tools/fault_burst.py. Source after
-# tests/lib/vtpmd.sh (and tests/lib/fake_proxy.sh when the test runs the
-# fake proxy: then the fake's live vTPM UUIDs are checked too). PLANS
-# holds "--plan FILE" for every burst published so far.
+# The fault tests' set-up and checks, over tests/tools/fault_burst.py.
+# Source after tests/lib/common.sh, at the test's top level: it sources
+# broker.sh, fake_proxy.sh and vtpmd.sh, starts the test's broker
+# (broker_test_start) and sets VTPMD_HOST to the fixtures' host. When the
+# test runs the fake proxy, the fake's live vTPM UUIDs are checked too.
+# PLANS holds "--plan FILE" for every burst published so far.
+. "$top_srcdir/tests/lib/broker.sh"
+. "$top_srcdir/tests/lib/fake_proxy.sh"
+broker_test_start
+. "$top_srcdir/tests/lib/vtpmd.sh"
+VTPMD_HOST=compute1 # the fixtures' host
+
+# fault_seed [WHAT]: SEED from FAULT_SEED, else the clock; printed, with
+# WHAT, so that a failed run can be repeated.
+fault_seed() {
+    SEED=${FAULT_SEED:-$(date +%s)}
+    echo "# seed $SEED (FAULT_SEED=$SEED repeats this run)${1:+, $1}"
+}
+
+# fault_proxy_vtpmd [YAML lines...]: the fake Keylime-VM proxy, the
+# status listener, then vtpmd on the fake (api v1, retry_for 2m) with
+# the YAML lines added to its config.
+fault_proxy_vtpmd() {
+    fake_proxy_start
+    listener_start
+    vtpmd_config "$T/vtpmd.yaml" \
+        "vtpmmgr: {provider: keylime-proxy, url: '$FAKE_PROXY_URL', api: v1, retry_for: 2m}" "$@"
+    vtpmd_start "$T/vtpmd.yaml"
+}
 
 # check [fault_burst.py check options]: every instance of PLANS is as it
 # should be (vtpmctl, the images, the fake proxy, the status listener).
