@@ -29,7 +29,7 @@ EXTRA_DIST += tests/tools/fake_proxy.py tests/lib/fake_proxy.sh
 TESTS += tests/integration/vtpmmgr-http.sh
 EXTRA_DIST += tests/integration/vtpmmgr-http.sh
 TESTS += tests/integration/vtpmmgr-faults.sh tests/integration/vtpmmgr-tls.sh
-EXTRA_DIST += tests/integration/vtpmmgr-faults.sh tests/integration/vtpmmgr-tls.sh
+EXTRA_DIST += tests/integration/vtpmmgr-faults.sh tests/integration/vtpmmgr-tls.sh tests/lib/vtpmmgr.sh
 
 # Figures for image_create/image_remove and the local provider.
 noinst_PROGRAMS += bench/image_bench

@@ -5,16 +5,7 @@
 # answers that are not JSON, carry no valid UUID or are oversized. The
 # proxy's count of live vTPMs proves that nothing leaks.
 . "$(dirname "$0")/../lib/common.sh"
-. "$top_srcdir/tests/lib/fake_proxy.sh"
-
-CLIENT="$top_builddir/tests/tools/vtpmmgr-client"
-[ -x "$CLIENT" ] || fail "missing $CLIENT"
-use_valgrind
-
-U1=0f8fad5b-d9cb-469f-a165-70867728950e
-U2=7c9e6679-7425-40de-944b-e07fc1f90ae7
-U3=16fd2706-8baf-433b-82eb-8c7fada847da
-U4=9b2f37e1-2a9c-4f2e-b3c6-6d1a3e8f0c11
+. "$top_srcdir/tests/lib/vtpmmgr.sh"
 
 fake_proxy_start
 
@@ -31,31 +22,25 @@ EOF
 }
 mkcfg "$T/v1.yaml" v1 60s 10s
 
-# run CONFIG ARGS...: sets OUT (stdout), RC, RETRIES.
-run() {
-    _cfg=$1
-    shift
-    $VALGRIND "$CLIENT" -c "$_cfg" "$@" > "$T/out" 2> "$T/err"
-    RC=$?
-    OUT=$(cat "$T/out")
-    RETRIES=$(sed -n 's/^stats .*retries=\([0-9]*\).*/\1/p' "$T/err")
-    [ "$RC" != 42 ] || fail "valgrind: $(cat "$T/err")"
-}
 expect_ok() {
     [ "$RC" = 0 ] || fail "$1: exit $RC: $OUT $(cat "$T/err")"
     echo "$OUT" | grep -Eq '^OK [0-9a-f-]{36}$' || fail "$1: $OUT"
 }
-live() { fake_proxy_state live; }
+# run_ok LABEL CONFIG ARGS...: run, then expect_ok LABEL.
+run_ok() {
+    _label=$1
+    shift
+    run "$@"
+    expect_ok "$_label"
+}
 
 # --- v1: acquire, idempotent, release ---------------------------------
-run "$T/v1.yaml" acquire $U1 compute-1
-expect_ok "acquire"
+run_ok "acquire" "$T/v1.yaml" acquire $U1 compute-1
 A=${OUT#OK }
 [ "$(live)" = 1 ] || fail "live $(live), want 1"
 [ "$(fake_proxy_state vtpms.0.instance_uuid)" = $U1 ] || fail "instance not sent"
 [ "$(fake_proxy_state vtpms.0.host)" = compute-1 ] || fail "host not sent"
-run "$T/v1.yaml" acquire "$(echo $U1 | tr a-f A-F)" compute-1
-expect_ok "acquire again"
+run_ok "acquire again" "$T/v1.yaml" acquire "$(echo $U1 | tr a-f A-F)" compute-1
 [ "${OUT#OK }" = "$A" ] || fail "second acquire gave ${OUT#OK }, want $A"
 [ "$(live)" = 1 ] || fail "duplicate acquire leaked: live $(live)"
 pass "v1 acquire, idempotent per instance"
@@ -63,8 +48,7 @@ pass "v1 acquire, idempotent per instance"
 # A lost answer: the proxy made the vTPM but the connection dropped. The
 # retry gets the same UUID; nothing leaks.
 fake_proxy_faults '{"drop_after_commit_next": 1}'
-run "$T/v1.yaml" acquire $U2
-expect_ok "acquire after lost answer"
+run_ok "acquire after lost answer" "$T/v1.yaml" acquire $U2
 B=${OUT#OK }
 [ "$RETRIES" = 1 ] || fail "retries $RETRIES, want 1"
 [ "$(live)" = 2 ] || fail "lost answer leaked: live $(live), want 2"
@@ -72,25 +56,20 @@ B=${OUT#OK }
 pass "lost answer: retried, same vTPM, nothing leaked"
 
 fake_proxy_faults '{"fail_next": 2, "fail_status": 503}'
-run "$T/v1.yaml" acquire $U3
-expect_ok "acquire after 5xx"
+run_ok "acquire after 5xx" "$T/v1.yaml" acquire $U3
 C=${OUT#OK }
 [ "$RETRIES" = 2 ] || fail "retries $RETRIES, want 2"
 fake_proxy_faults '{"fail_next": 1, "fail_status": 502}'
-run "$T/v1.yaml" release "$C" $U3
-expect_ok "release after 5xx"
+run_ok "release after 5xx" "$T/v1.yaml" release "$C" $U3
 [ "$RETRIES" = 1 ] || fail "release retries $RETRIES, want 1"
 pass "5xx then success, for acquire and release"
 
-run "$T/v1.yaml" release "$A" $U1
-expect_ok "release"
+run_ok "release" "$T/v1.yaml" release "$A" $U1
 [ "${OUT#OK }" = "$A" ] || fail "release answered $OUT"
 [ "$(live)" = 1 ] || fail "live $(live) after release, want 1"
-run "$T/v1.yaml" release "$A" $U1
-expect_ok "release of a released vTPM (404)"
+run_ok "release of a released vTPM (404)" "$T/v1.yaml" release "$A" $U1
 [ "$(fake_proxy_state counters.not_found)" = 1 ] || fail "no 404 seen"
-run "$T/v1.yaml" release "$B"
-expect_ok "release"
+run_ok "release" "$T/v1.yaml" release "$B"
 [ "$(live)" = 0 ] || fail "live $(live), want 0"
 pass "release, and 404 on release counts as done"
 
@@ -132,20 +111,17 @@ pass "300 concurrent acquires and releases, none leaked ($OUT)"
 # --- legacy API ---------------------------------------------------------
 mkcfg "$T/legacy.yaml" legacy 60s 10s
 fake_proxy_faults '{"uuid_case": "upper"}'
-run "$T/legacy.yaml" acquire $U1
-expect_ok "legacy acquire"
+run_ok "legacy acquire" "$T/legacy.yaml" acquire $U1
 L=${OUT#OK }
 [ "$(fake_proxy_state counters.legacy_get)" = 1 ] || fail "no legacy GET seen"
 [ "$(fake_proxy_state vtpms.0.uuid)" = "$L" ] || fail "legacy UUID $L not canonical/lower case"
 dels=$(fake_proxy_state counters.delete)
-run "$T/legacy.yaml" release "$L" $U1
-expect_ok "legacy release"
+run_ok "legacy release" "$T/legacy.yaml" release "$L" $U1
 [ "$(fake_proxy_state counters.delete)" = "$dels" ] || fail "legacy release sent a DELETE"
 # The original proxy cannot release: the vTPM stays live on its side.
 [ "$(live)" = 1 ] || fail "legacy live $(live)"
 fake_proxy_reset
 fake_proxy_faults '{"fail_next": 1}'
-run "$T/legacy.yaml" acquire $U2
-expect_ok "legacy acquire after 503"
+run_ok "legacy acquire after 503" "$T/legacy.yaml" acquire $U2
 [ "$RETRIES" = 1 ] || fail "legacy retries $RETRIES"
 pass "legacy API: GET, upper-case UUID canonicalized, no release"

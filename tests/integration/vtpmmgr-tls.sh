@@ -5,15 +5,9 @@
 # at once as permanent errors), mutual TLS with a client certificate, and
 # the two switches that turn verification off.
 . "$(dirname "$0")/../lib/common.sh"
-. "$top_srcdir/tests/lib/fake_proxy.sh"
-
-CLIENT="$top_builddir/tests/tools/vtpmmgr-client"
-[ -x "$CLIENT" ] || fail "missing $CLIENT"
+. "$top_srcdir/tests/lib/vtpmmgr.sh"
 command -v openssl > /dev/null || fail "openssl is required (scripts/install-deps.sh)"
-use_valgrind
 
-U1=0f8fad5b-d9cb-469f-a165-70867728950e
-U2=7c9e6679-7425-40de-944b-e07fc1f90ae7
 P="$T/pki"
 tls_make_certs "$P"
 
@@ -29,15 +23,6 @@ mkcfg() {
         for l in "$@"; do printf '    %s\n' "$l"; done
     } > "$_f"
 }
-run() {
-    _cfg=$1
-    shift
-    $VALGRIND "$CLIENT" -c "$_cfg" "$@" > "$T/out" 2> "$T/err"
-    RC=$?
-    OUT=$(cat "$T/out")
-    RETRIES=$(sed -n 's/^stats .*retries=\([0-9]*\).*/\1/p' "$T/err")
-    [ "$RC" != 42 ] || fail "valgrind: $(cat "$T/err")"
-}
 expect_ok() {
     [ "$RC" = 0 ] || fail "$1: exit $RC: $OUT $(cat "$T/err")"
 }
@@ -48,8 +33,13 @@ expect_refused() {
     [ "$RETRIES" = 0 ] || fail "$1: retried $RETRIES times"
 }
 
-fake_proxy_start --cert "$P/server.pem" --key "$P/server.key"
-URL_IP="https://127.0.0.1:$FAKE_PROXY_PORT"
+# proxy_cert NAME: the fake proxy (restarted) serves $P/NAME.pem; URL_IP.
+proxy_cert() {
+    fake_proxy_stop
+    fake_proxy_start --cert "$P/$1.pem" --key "$P/$1.key"
+    URL_IP="https://127.0.0.1:$FAKE_PROXY_PORT"
+}
+proxy_cert server
 URL_NAME="https://localhost:$FAKE_PROXY_PORT"
 
 mkcfg "$T/ok.yaml" "$URL_IP" "ca_file: $P/ca.pem"
@@ -100,9 +90,7 @@ grep -q "TLS peer verification is off" "$T/err" || fail "no warning for verify_p
 pass "verify_peer: false connects (and warns)"
 
 # Certificates that do not fit.
-fake_proxy_stop
-fake_proxy_start --cert "$P/wrong.pem" --key "$P/wrong.key"
-URL_IP="https://127.0.0.1:$FAKE_PROXY_PORT"
+proxy_cert wrong
 mkcfg "$T/wrong.yaml" "$URL_IP" "ca_file: $P/ca.pem"
 run "$T/wrong.yaml" acquire $U1
 expect_refused "wrong name (IP)" "TLS: certificate of $URL_IP failed verification: IP address mismatch"
@@ -116,9 +104,7 @@ run "$T/nohost.yaml" acquire $U1
 expect_ok "verify_hostname false"
 pass "certificate for another name refused; verify_hostname: false accepts it"
 
-fake_proxy_stop
-fake_proxy_start --cert "$P/expired.pem" --key "$P/expired.key"
-URL_IP="https://127.0.0.1:$FAKE_PROXY_PORT"
+proxy_cert expired
 mkcfg "$T/expired.yaml" "$URL_IP" "ca_file: $P/ca.pem"
 run "$T/expired.yaml" acquire $U1
 expect_refused "expired" "TLS: certificate of $URL_IP failed verification: certificate has expired"
