@@ -78,10 +78,7 @@ wait_for "$T/daemon.log" 'amqp settings changed: reconnecting' 30 || fail "no re
 wait_count "$T/daemon.log" 'amqp ready' 2 30 || fail "not ready again"
 pass "reload with new topics reconnects"
 
-kill -TERM $pid
-wait $pid
-rc=$?
-[ $rc -eq 0 ] || fail "exit status $rc after SIGTERM (42 = valgrind found errors)"
+term_wait $pid
 grep -q 'amqp stopped delivered=26 acked=26' "$T/daemon.log" || fail "stop summary: $(grep 'amqp stopped' "$T/daemon.log")"
 broker_ctl list_connections -q name > "$T/conns.txt"
 [ -s "$T/conns.txt" ] && fail "connection left open: $(cat "$T/conns.txt")"

@@ -41,30 +41,35 @@ add_cleanup() { CLEANUP_HOOKS="$1 $CLEANUP_HOOKS"; }
 fail() { FAILED="$*"; echo "FAIL: $*" >&2; exit 1; }
 pass() { echo "ok - $*"; }
 
-# wait_for FILE PATTERN [TIMEOUT_S]: waits until grep -E finds PATTERN.
-wait_for() {
-    _f=$1 _p=$2 _t=${3:-20}
-    _i=0
-    while [ $_i -lt $((_t * 10)) ]; do
-        if [ -f "$_f" ] && grep -Eq -- "$_p" "$_f"; then return 0; fi
+# poll TIMEOUT_S COMMAND...: runs COMMAND every 0.1 s until it succeeds
+# (returns 0), at most TIMEOUT_S seconds (returns 1).
+poll() {
+    _pt=$1
+    shift
+    _pi=0
+    while [ $_pi -lt $((_pt * 10)) ]; do
+        "$@" && return 0
         sleep 0.1
-        _i=$((_i + 1))
+        _pi=$((_pi + 1))
     done
-    echo "timed out after ${_t}s waiting for /$_p/ in $_f" >&2
     return 1
 }
 
+# wait_for FILE PATTERN [TIMEOUT_S]: waits until grep -E finds PATTERN.
+wait_for() {
+    poll "${3:-20}" has_match "$1" "$2" && return 0
+    echo "timed out after ${3:-20}s waiting for /$2/ in $1" >&2
+    return 1
+}
+has_match() { [ -f "$1" ] && grep -Eq -- "$2" "$1"; }
+
 # wait_count FILE PATTERN N [TIMEOUT_S]: waits until PATTERN matched N lines.
 wait_count() {
-    _i=0
-    while [ $_i -lt $((${4:-20} * 10)) ]; do
-        [ "$(count_matches "$1" "$2")" -ge "$3" ] && return 0
-        sleep 0.1
-        _i=$((_i + 1))
-    done
+    poll "${4:-20}" has_matches "$1" "$2" "$3" && return 0
     echo "timed out waiting for $3 lines /$2/ in $1" >&2
     return 1
 }
+has_matches() { [ "$(count_matches "$1" "$2")" -ge "$3" ]; }
 
 # count_matches FILE PATTERN
 count_matches() {
@@ -79,4 +84,13 @@ use_valgrind() {
     elif [ "${CI:-}" = true ]; then
         fail "valgrind is required in CI"
     fi
+}
+
+# term_wait PID: SIGTERM, waits; fails unless the exit status is 0 (under
+# valgrind 42 means errors found).
+term_wait() {
+    kill -TERM "$1"
+    wait "$1"
+    _rc=$?
+    [ $_rc -eq 0 ] || fail "exit status $_rc after SIGTERM (42 = valgrind found errors)"
 }
