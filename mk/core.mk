@@ -82,7 +82,7 @@ TESTS += tests/integration/engine-e2e.sh tests/integration/engine-proxy.sh \
 	tests/integration/engine-redelivered.sh
 EXTRA_DIST += tests/integration/engine-e2e.sh tests/integration/engine-proxy.sh tests/lib/vtpmd.sh \
 	tests/integration/engine-redelivered.sh \
-	tests/tools/nova_emit.py tests/tools/status_listener.py
+	tests/tools/nova_emit.py tests/tools/status_listener.py tests/tools/oslo_url.py
 
 # vtpmd's domain XML against the schema of the libvirt that
 # contrib/libvirt/check.sh builds (so that check runs first).

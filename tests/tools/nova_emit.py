@@ -28,15 +28,7 @@ import warnings
 
 warnings.filterwarnings("ignore")
 
-
-def oslo_url(url):
-    """oslo.messaging reads amqp:// as AMQP 1.0; RabbitMQ is rabbit://."""
-    if url.startswith("amqp://"):
-        rest = url[len("amqp://"):]
-        if "@" not in rest.split("/")[0]:
-            rest = "guest:guest@" + rest
-        return "rabbit://" + rest
-    return url
+from oslo_url import oslo_url  # noqa: E402 (after the filter)
 
 
 def configure(url, fmt, host):

@@ -270,20 +270,12 @@ int main(int argc, char **argv)
 
     argc -= i;
     argv += i;
-    if (!strcmp(argv[0], "acquire") && (argc == 2 || argc == 3)) {
+    if ((!strcmp(argv[0], "acquire") || !strcmp(argv[0], "release")) && (argc == 2 || argc == 3)) {
         c.in_call = true;
-        ret = vtpmmgr_acquire(c.m, argv[1], argc == 3 ? argv[2] : "test-host", client_done_cb, &c);
-        c.in_call = false;
-        if (ret < 0) {
-            printf("EINVAL invalid arguments\n");
-            goto out;
-        }
-        c.outstanding = 1;
-        event_base_dispatch(c.base);
-        rc = c.worst == VTPMMGR_OK ? 0 : c.worst == VTPMMGR_ERR_TRANSIENT ? 3 : 4;
-    } else if (!strcmp(argv[0], "release") && (argc == 2 || argc == 3)) {
-        c.in_call = true;
-        ret = vtpmmgr_release(c.m, argv[1], argc == 3 ? argv[2] : NULL, client_done_cb, &c);
+        if (!strcmp(argv[0], "acquire"))
+            ret = vtpmmgr_acquire(c.m, argv[1], argc == 3 ? argv[2] : "test-host", client_done_cb, &c);
+        else
+            ret = vtpmmgr_release(c.m, argv[1], argc == 3 ? argv[2] : NULL, client_done_cb, &c);
         c.in_call = false;
         if (ret < 0) {
             printf("EINVAL invalid arguments\n");
