@@ -95,88 +95,102 @@ static void test_acquire_answers(void **state)
     free(err);
 }
 
-static void test_error_answers(void **state)
+/* An answer, what parse makes of it and, when err is set, its error
+ * message: all of it (exact) or a part. */
+struct answer_case {
+    enum vtpmmgr_op op;
+    int code;
+    const char *body;
+    enum vtpmmgr_status st;
+    const char *err;
+    bool exact;
+};
+
+static void check_answers(const struct answer_case *c, size_t n)
 {
     char uuid[UUIDUTIL_BUFLEN];
     char *err = NULL;
 
-    assert_int_equal(parse(VTPMMGR_OP_ACQUIRE, 503, "{\"error\": \"vtpmmgr busy\"}", uuid, &err),
-                     VTPMMGR_ERR_TRANSIENT);
-    assert_string_equal(err, "proxy answered 503: vtpmmgr busy");
-    assert_int_equal(parse(VTPMMGR_OP_ACQUIRE, 500, "<h1>Internal\r\n\tError</h1>", uuid, &err),
-                     VTPMMGR_ERR_TRANSIENT);
-    assert_string_equal(err, "proxy answered 500: <h1>Internal Error</h1>");
-    assert_int_equal(parse(VTPMMGR_OP_ACQUIRE, 429, "", uuid, &err), VTPMMGR_ERR_TRANSIENT);
-    assert_string_equal(err, "proxy answered 429: (empty body)");
-    assert_int_equal(parse(VTPMMGR_OP_ACQUIRE, 408, "", uuid, &err), VTPMMGR_ERR_TRANSIENT);
-
-    assert_int_equal(parse(VTPMMGR_OP_ACQUIRE, 400, "{\"error\": {\"message\": \"host missing\"}}", uuid, &err),
-                     VTPMMGR_ERR_PERMANENT);
-    assert_string_equal(err, "proxy answered 400: host missing");
-    assert_int_equal(parse(VTPMMGR_OP_ACQUIRE, 403, "{\"message\": \"forbidden\"}", uuid, &err),
-                     VTPMMGR_ERR_PERMANENT);
-    assert_string_equal(err, "proxy answered 403: forbidden");
-    assert_int_equal(parse(VTPMMGR_OP_ACQUIRE, 404, "{\"other\": 1}", uuid, &err), VTPMMGR_ERR_PERMANENT);
-    assert_string_equal(err, "proxy answered 404: {\"other\": 1}");
-    assert_int_equal(parse(VTPMMGR_OP_ACQUIRE, 302, "", uuid, &err), VTPMMGR_ERR_PERMANENT);
-    assert_non_null(strstr(err, "redirects are not followed"));
-    assert_int_equal(parse(VTPMMGR_OP_ACQUIRE, 204, "", uuid, &err), VTPMMGR_ERR_PERMANENT);
-    assert_non_null(strstr(err, "204, which acquire does not expect"));
-    /* An error message is sanitized too. */
-    assert_int_equal(parse(VTPMMGR_OP_ACQUIRE, 400, "{\"error\": \"bad\\nthing\\u00e9\"}", uuid, &err),
-                     VTPMMGR_ERR_PERMANENT);
-    assert_string_equal(err, "proxy answered 400: bad thing??");
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(parse(c[i].op, c[i].code, c[i].body, uuid, &err), c[i].st);
+        if (c[i].st == VTPMMGR_OK)
+            assert_null(err);
+        else if (c[i].err && c[i].exact)
+            assert_string_equal(err, c[i].err);
+        else if (c[i].err)
+            assert_non_null(strstr(err, c[i].err));
+    }
     free(err);
+}
+
+static void test_error_answers(void **state)
+{
+    static const struct answer_case cases[] = {
+        {VTPMMGR_OP_ACQUIRE, 503, "{\"error\": \"vtpmmgr busy\"}", VTPMMGR_ERR_TRANSIENT,
+         "proxy answered 503: vtpmmgr busy", true},
+        {VTPMMGR_OP_ACQUIRE, 500, "<h1>Internal\r\n\tError</h1>", VTPMMGR_ERR_TRANSIENT,
+         "proxy answered 500: <h1>Internal Error</h1>", true},
+        {VTPMMGR_OP_ACQUIRE, 429, "", VTPMMGR_ERR_TRANSIENT, "proxy answered 429: (empty body)", true},
+        {VTPMMGR_OP_ACQUIRE, 408, "", VTPMMGR_ERR_TRANSIENT, NULL, false},
+        {VTPMMGR_OP_ACQUIRE, 400, "{\"error\": {\"message\": \"host missing\"}}", VTPMMGR_ERR_PERMANENT,
+         "proxy answered 400: host missing", true},
+        {VTPMMGR_OP_ACQUIRE, 403, "{\"message\": \"forbidden\"}", VTPMMGR_ERR_PERMANENT,
+         "proxy answered 403: forbidden", true},
+        {VTPMMGR_OP_ACQUIRE, 404, "{\"other\": 1}", VTPMMGR_ERR_PERMANENT, "proxy answered 404: {\"other\": 1}",
+         true},
+        {VTPMMGR_OP_ACQUIRE, 302, "", VTPMMGR_ERR_PERMANENT, "redirects are not followed", false},
+        {VTPMMGR_OP_ACQUIRE, 204, "", VTPMMGR_ERR_PERMANENT, "204, which acquire does not expect", false},
+        /* An error message is sanitized too. */
+        {VTPMMGR_OP_ACQUIRE, 400, "{\"error\": \"bad\\nthing\\u00e9\"}", VTPMMGR_ERR_PERMANENT,
+         "proxy answered 400: bad thing??", true},
+    };
+
+    check_answers(cases, sizeof(cases) / sizeof(cases[0]));
 }
 
 static void test_release_answers(void **state)
 {
-    char uuid[UUIDUTIL_BUFLEN];
-    char *err = NULL;
+    static const struct answer_case cases[] = {
+        {VTPMMGR_OP_RELEASE, 204, "", VTPMMGR_OK, NULL, false},
+        {VTPMMGR_OP_RELEASE, 200, "{}", VTPMMGR_OK, NULL, false},
+        /* Already gone: what release wants. */
+        {VTPMMGR_OP_RELEASE, 404, "{\"error\": \"no such vTPM\"}", VTPMMGR_OK, NULL, false},
+        {VTPMMGR_OP_RELEASE, 502, "", VTPMMGR_ERR_TRANSIENT, NULL, false},
+        {VTPMMGR_OP_RELEASE, 409, "{\"error\": \"in use\"}", VTPMMGR_ERR_PERMANENT, "proxy answered 409: in use",
+         true},
+        {VTPMMGR_OP_RELEASE, 201, "", VTPMMGR_ERR_PERMANENT, NULL, false},
+    };
 
-    assert_int_equal(parse(VTPMMGR_OP_RELEASE, 204, "", uuid, &err), VTPMMGR_OK);
-    assert_int_equal(parse(VTPMMGR_OP_RELEASE, 200, "{}", uuid, &err), VTPMMGR_OK);
-    /* Already gone: what release wants. */
-    assert_int_equal(parse(VTPMMGR_OP_RELEASE, 404, "{\"error\": \"no such vTPM\"}", uuid, &err), VTPMMGR_OK);
-    assert_null(err);
-    assert_int_equal(parse(VTPMMGR_OP_RELEASE, 502, "", uuid, &err), VTPMMGR_ERR_TRANSIENT);
-    assert_int_equal(parse(VTPMMGR_OP_RELEASE, 409, "{\"error\": \"in use\"}", uuid, &err),
-                     VTPMMGR_ERR_PERMANENT);
-    assert_string_equal(err, "proxy answered 409: in use");
-    assert_int_equal(parse(VTPMMGR_OP_RELEASE, 201, "", uuid, &err), VTPMMGR_ERR_PERMANENT);
-    free(err);
+    check_answers(cases, sizeof(cases) / sizeof(cases[0]));
 }
 
 static void test_sanitize(void **state)
 {
+    static const struct {
+        const char *in;
+        size_t len, max;
+        const char *want;
+    } cases[] = {
+        {"  a\r\n\tb\x01\x7f c  ", 13, 100, "a b c"},
+        {"caf\xc3\xa9 \xff", 7, 100, "caf?? ?"},
+        /* Cut exactly at the end of the text, or before mere white space. */
+        {"0123456789", 10, 10, "0123456789"},
+        {"0123456789 \n ", 13, 10, "0123456789"},
+        {"0123456789 a", 12, 10, "0123456789..."},
+        {"a\0b", 3, 10, "a b"},
+        {"", 0, 10, ""},
+    };
     char *s;
     char big[1000];
 
-    s = vtpmmgr_sanitize("  a\r\n\tb\x01\x7f c  ", 13, 100);
-    assert_string_equal(s, "a b c");
-    free(s);
-    s = vtpmmgr_sanitize("caf\xc3\xa9 \xff", 7, 100);
-    assert_string_equal(s, "caf?? ?");
-    free(s);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        s = vtpmmgr_sanitize(cases[i].in, cases[i].len, cases[i].max);
+        assert_string_equal(s, cases[i].want);
+        free(s);
+    }
     memset(big, 'x', sizeof(big));
     s = vtpmmgr_sanitize(big, sizeof(big), 10);
     assert_string_equal(s, "xxxxxxxxxx...");
-    free(s);
-    /* Cut exactly at the end of the text, or before mere white space. */
-    s = vtpmmgr_sanitize("0123456789", 10, 10);
-    assert_string_equal(s, "0123456789");
-    free(s);
-    s = vtpmmgr_sanitize("0123456789 \n ", 13, 10);
-    assert_string_equal(s, "0123456789");
-    free(s);
-    s = vtpmmgr_sanitize("0123456789 a", 12, 10);
-    assert_string_equal(s, "0123456789...");
-    free(s);
-    s = vtpmmgr_sanitize("a\0b", 3, 10);
-    assert_string_equal(s, "a b");
-    free(s);
-    s = vtpmmgr_sanitize("", 0, 10);
-    assert_string_equal(s, "");
     free(s);
 }
 
@@ -465,66 +479,86 @@ static void run(struct event_base *base, struct result *r)
     assert_false(r->called_inside);
 }
 
+/* One HTTP case: an event base, the scripted server, a client on it, and
+ * the result of the last call. */
+struct http_case {
+    struct event_base *base;
+    struct server s;
+    struct vtpmmgr *m;
+    struct result r;
+};
+
+static void http_open(struct http_case *c, const struct script_answer *answers, size_t n, int api,
+                      uint64_t retry_for_ms)
+{
+    memset(c, 0, sizeof(*c));
+    c->base = event_base_new();
+    server_start(&c->s, c->base, answers, n);
+    c->m = client_new(c->base, &c->s, api, retry_for_ms);
+}
+
+static void http_close(struct http_case *c)
+{
+    vtpmmgr_free(c->m);
+    if (c->s.http)
+        evhttp_free(c->s.http);
+    event_base_free(c->base);
+}
+
+/* acquire (host != NULL) or release (of vTPM uuid) through the client,
+ * run to its single callback, never called from inside the call: its
+ * status. */
+static enum vtpmmgr_status http_call(struct http_case *c, const char *uuid, const char *host,
+                                     const char *instance)
+{
+    memset(&c->r, 0, sizeof(c->r));
+    c->r.in_call = true;
+    if (host)
+        assert_int_equal(vtpmmgr_acquire(c->m, uuid, host, result_cb, &c->r), 0);
+    else
+        assert_int_equal(vtpmmgr_release(c->m, uuid, instance, result_cb, &c->r), 0);
+    c->r.in_call = false;
+    run(c->base, &c->r);
+    return c->r.st;
+}
+
 static void test_http_v1(void **state)
 {
     static const struct script_answer answers[] = {
         {201, "{\"uuid\": \"" U2 "\"}", 0},
         {204, "", 0},
     };
-    struct event_base *base = event_base_new();
-    struct result r = {0};
-    struct server s;
-    struct vtpmmgr *m;
+    struct http_case c;
+    char want[64];
 
-    server_start(&s, base, answers, 2);
-    m = client_new(base, &s, VTPMMGR_API_V1, 0);
-    r.in_call = true;
-    assert_int_equal(vtpmmgr_acquire(m, "0F8FAD5B-D9CB-469F-A165-70867728950E", "compute-1", result_cb, &r), 0);
-    r.in_call = false;
-    run(base, &r);
-    assert_int_equal(r.st, VTPMMGR_OK);
-    assert_string_equal(r.uuid, U2);
-    assert_string_equal(s.last_method, "POST");
-    assert_string_equal(s.last_uri, "/base/v1/vtpms");
-    assert_string_equal(s.last_body, "{\"instance_uuid\":\"" U1 "\",\"host\":\"compute-1\"}");
-    assert_string_equal(s.last_ctype, "application/json");
-    {
-        char want[64];
+    http_open(&c, answers, 2, VTPMMGR_API_V1, 0);
+    assert_int_equal(http_call(&c, "0F8FAD5B-D9CB-469F-A165-70867728950E", "compute-1", NULL), VTPMMGR_OK);
+    assert_string_equal(c.r.uuid, U2);
+    assert_string_equal(c.s.last_method, "POST");
+    assert_string_equal(c.s.last_uri, "/base/v1/vtpms");
+    assert_string_equal(c.s.last_body, "{\"instance_uuid\":\"" U1 "\",\"host\":\"compute-1\"}");
+    assert_string_equal(c.s.last_ctype, "application/json");
+    snprintf(want, sizeof(want), "127.0.0.1:%d", c.s.port);
+    assert_string_equal(c.s.last_host, want);
 
-        snprintf(want, sizeof(want), "127.0.0.1:%d", s.port);
-        assert_string_equal(s.last_host, want);
-    }
-
-    memset(&r, 0, sizeof(r));
-    assert_int_equal(vtpmmgr_release(m, U2, U1, result_cb, &r), 0);
-    run(base, &r);
-    assert_int_equal(r.st, VTPMMGR_OK);
-    assert_string_equal(r.uuid, U2);
-    assert_string_equal(s.last_method, "DELETE");
-    assert_string_equal(s.last_uri, "/base/v1/vtpms/" U2);
-    vtpmmgr_free(m);
-    evhttp_free(s.http);
-    event_base_free(base);
+    assert_int_equal(http_call(&c, U2, NULL, U1), VTPMMGR_OK);
+    assert_string_equal(c.r.uuid, U2);
+    assert_string_equal(c.s.last_method, "DELETE");
+    assert_string_equal(c.s.last_uri, "/base/v1/vtpms/" U2);
+    http_close(&c);
 }
 
 static void test_http_json_escaping(void **state)
 {
     static const struct script_answer answers[] = {{201, "{\"uuid\": \"" U2 "\"}", 0}};
-    struct event_base *base = event_base_new();
-    struct result r = {0};
-    struct server s;
-    struct vtpmmgr *m;
+    struct http_case c;
 
-    server_start(&s, base, answers, 1);
-    m = client_new(base, &s, VTPMMGR_API_V1, 0);
-    assert_int_equal(vtpmmgr_acquire(m, U1, "evil\",\"host\":\"x\\", result_cb, &r), 0);
-    run(base, &r);
-    assert_string_equal(s.last_body, "{\"instance_uuid\":\"" U1 "\",\"host\":\"evil\\\",\\\"host\\\":\\\"x\\\\\"}");
+    http_open(&c, answers, 1, VTPMMGR_API_V1, 0);
+    http_call(&c, U1, "evil\",\"host\":\"x\\", NULL);
+    assert_string_equal(c.s.last_body, "{\"instance_uuid\":\"" U1 "\",\"host\":\"evil\\\",\\\"host\\\":\\\"x\\\\\"}");
     /* Not UTF-8: refused before anything is sent. */
-    assert_int_equal(vtpmmgr_acquire(m, U1, "caf\xe9", result_cb, &r), -EINVAL);
-    vtpmmgr_free(m);
-    evhttp_free(s.http);
-    event_base_free(base);
+    assert_int_equal(vtpmmgr_acquire(c.m, U1, "caf\xe9", result_cb, &c.r), -EINVAL);
+    http_close(&c);
 }
 
 static void test_http_retry_then_ok(void **state)
@@ -534,52 +568,36 @@ static void test_http_retry_then_ok(void **state)
         {500, "oops", 0},
         {201, "{\"uuid\": \"" U2 "\"}", 0},
     };
-    struct event_base *base = event_base_new();
     struct vtpmmgr_stats st;
-    struct result r = {0};
-    struct server s;
-    struct vtpmmgr *m;
+    struct http_case c;
 
-    server_start(&s, base, answers, 3);
-    m = client_new(base, &s, VTPMMGR_API_V1, 10000);
-    assert_int_equal(vtpmmgr_acquire(m, U1, "h", result_cb, &r), 0);
-    run(base, &r);
-    assert_int_equal(r.st, VTPMMGR_OK);
-    assert_string_equal(r.uuid, U2);
-    assert_int_equal(s.next, 3);
-    vtpmmgr_get_stats(m, &st);
+    http_open(&c, answers, 3, VTPMMGR_API_V1, 10000);
+    assert_int_equal(http_call(&c, U1, "h", NULL), VTPMMGR_OK);
+    assert_string_equal(c.r.uuid, U2);
+    assert_int_equal(c.s.next, 3);
+    vtpmmgr_get_stats(c.m, &st);
     assert_int_equal(st.requests, 1);
     assert_int_equal(st.retries, 2);
     assert_int_equal(st.failures, 0);
-    vtpmmgr_free(m);
-    evhttp_free(s.http);
-    event_base_free(base);
+    http_close(&c);
 }
 
 static void test_http_gives_up(void **state)
 {
     static const struct script_answer answers[] = {{503, "{\"error\": \"busy\"}", 0}};
-    struct event_base *base = event_base_new();
     struct vtpmmgr_stats st;
-    struct result r = {0};
-    struct server s;
-    struct vtpmmgr *m;
+    struct http_case c;
 
-    server_start(&s, base, answers, 1);
     /* 350 ms allow the first retries (100-200 ms, 200-400 ms) but not many. */
-    m = client_new(base, &s, VTPMMGR_API_V1, 350);
-    assert_int_equal(vtpmmgr_acquire(m, U1, "h", result_cb, &r), 0);
-    run(base, &r);
-    assert_int_equal(r.st, VTPMMGR_ERR_TRANSIENT);
-    assert_non_null(strstr(r.error, "proxy answered 503: busy (gave up after "));
-    assert_non_null(strstr(r.error, "vtpmmgr.retry_for is 0.3s)"));
-    vtpmmgr_get_stats(m, &st);
+    http_open(&c, answers, 1, VTPMMGR_API_V1, 350);
+    assert_int_equal(http_call(&c, U1, "h", NULL), VTPMMGR_ERR_TRANSIENT);
+    assert_non_null(strstr(c.r.error, "proxy answered 503: busy (gave up after "));
+    assert_non_null(strstr(c.r.error, "vtpmmgr.retry_for is 0.3s)"));
+    vtpmmgr_get_stats(c.m, &st);
     assert_true(st.retries >= 1 && st.retries <= 2);
     assert_int_equal(st.failures, 1);
-    assert_int_equal(s.next, st.retries + 1);
-    vtpmmgr_free(m);
-    evhttp_free(s.http);
-    event_base_free(base);
+    assert_int_equal(c.s.next, st.retries + 1);
+    http_close(&c);
 }
 
 static void test_http_permanent(void **state)
@@ -590,112 +608,69 @@ static void test_http_permanent(void **state)
         {201, "{\"uuid\": \"", 20000}, /* 200 KB: over the limit */
         {409, "{\"error\": \"conflict\"}", 0},
     };
-    struct event_base *base = event_base_new();
-    struct result r = {0};
-    struct server s;
-    struct vtpmmgr *m;
+    struct http_case c;
 
-    server_start(&s, base, answers, 4);
-    m = client_new(base, &s, VTPMMGR_API_V1, 60000);
+    http_open(&c, answers, 4, VTPMMGR_API_V1, 60000);
     /* Permanent failures are not retried, whatever the budget. */
-    assert_int_equal(vtpmmgr_acquire(m, U1, "h", result_cb, &r), 0);
-    run(base, &r);
-    assert_int_equal(r.st, VTPMMGR_ERR_PERMANENT);
-    assert_string_equal(r.error, "proxy answered 400: bad request");
-    memset(&r, 0, sizeof(r));
-    assert_int_equal(vtpmmgr_acquire(m, U1, "h", result_cb, &r), 0);
-    run(base, &r);
-    assert_int_equal(r.st, VTPMMGR_ERR_PERMANENT);
-    assert_non_null(strstr(r.error, "not JSON"));
-    memset(&r, 0, sizeof(r));
-    assert_int_equal(vtpmmgr_acquire(m, U1, "h", result_cb, &r), 0);
-    run(base, &r);
-    assert_int_equal(r.st, VTPMMGR_ERR_PERMANENT);
-    assert_non_null(strstr(r.error, "larger than 64 KiB"));
-    memset(&r, 0, sizeof(r));
-    assert_int_equal(vtpmmgr_release(m, U2, NULL, result_cb, &r), 0);
-    run(base, &r);
-    assert_int_equal(r.st, VTPMMGR_ERR_PERMANENT);
-    assert_string_equal(r.error, "proxy answered 409: conflict");
-    assert_int_equal(s.next, 4);
-    vtpmmgr_free(m);
-    evhttp_free(s.http);
-    event_base_free(base);
+    assert_int_equal(http_call(&c, U1, "h", NULL), VTPMMGR_ERR_PERMANENT);
+    assert_string_equal(c.r.error, "proxy answered 400: bad request");
+    assert_int_equal(http_call(&c, U1, "h", NULL), VTPMMGR_ERR_PERMANENT);
+    assert_non_null(strstr(c.r.error, "not JSON"));
+    assert_int_equal(http_call(&c, U1, "h", NULL), VTPMMGR_ERR_PERMANENT);
+    assert_non_null(strstr(c.r.error, "larger than 64 KiB"));
+    assert_int_equal(http_call(&c, U2, NULL, NULL), VTPMMGR_ERR_PERMANENT);
+    assert_string_equal(c.r.error, "proxy answered 409: conflict");
+    assert_int_equal(c.s.next, 4);
+    http_close(&c);
 }
 
 static void test_http_legacy(void **state)
 {
     static const struct script_answer answers[] = {{200, "{\"uuid\": \"" U2 "\"}", 0}};
-    struct event_base *base = event_base_new();
-    struct result r = {0};
-    struct server s;
-    struct vtpmmgr *m;
+    struct http_case c;
 
-    server_start(&s, base, answers, 1);
-    m = client_new(base, &s, VTPMMGR_API_LEGACY, 0);
-    assert_int_equal(vtpmmgr_acquire(m, U1, "h", result_cb, &r), 0);
-    run(base, &r);
-    assert_int_equal(r.st, VTPMMGR_OK);
-    assert_string_equal(s.last_method, "GET");
-    assert_string_equal(s.last_uri, "/base/");
+    http_open(&c, answers, 1, VTPMMGR_API_LEGACY, 0);
+    assert_int_equal(http_call(&c, U1, "h", NULL), VTPMMGR_OK);
+    assert_string_equal(c.s.last_method, "GET");
+    assert_string_equal(c.s.last_uri, "/base/");
     /* No release in the legacy API: OK without a request. */
-    memset(&r, 0, sizeof(r));
-    r.in_call = true;
-    assert_int_equal(vtpmmgr_release(m, U2, U1, result_cb, &r), 0);
-    r.in_call = false;
-    run(base, &r);
-    assert_int_equal(r.st, VTPMMGR_OK);
-    assert_int_equal(s.next, 1);
-    vtpmmgr_free(m);
-    evhttp_free(s.http);
-    event_base_free(base);
+    assert_int_equal(http_call(&c, U2, NULL, U1), VTPMMGR_OK);
+    assert_int_equal(c.s.next, 1);
+    http_close(&c);
 }
 
 static void test_http_refused(void **state)
 {
-    struct event_base *base = event_base_new();
-    struct result r = {0};
-    struct server s;
-    struct vtpmmgr *m;
+    static const struct script_answer none[] = {{500, "", 0}};
+    struct http_case c;
 
     /* A port nobody listens on: bind, learn the port, close. */
-    {
-        static const struct script_answer none[] = {{500, "", 0}};
-
-        server_start(&s, base, none, 1);
-        evhttp_free(s.http);
-    }
-    m = client_new(base, &s, VTPMMGR_API_V1, 0);
-    r.in_call = true;
-    assert_int_equal(vtpmmgr_acquire(m, U1, "h", result_cb, &r), 0);
-    r.in_call = false;
-    run(base, &r);
-    assert_int_equal(r.st, VTPMMGR_ERR_TRANSIENT);
-    assert_non_null(strstr(r.error, "cannot connect to http://127.0.0.1:"));
-    assert_non_null(strstr(r.error, "gave up after 1 attempt in"));
-    vtpmmgr_free(m);
-    event_base_free(base);
+    http_open(&c, none, 1, VTPMMGR_API_V1, 0);
+    evhttp_free(c.s.http);
+    c.s.http = NULL;
+    assert_int_equal(http_call(&c, U1, "h", NULL), VTPMMGR_ERR_TRANSIENT);
+    assert_non_null(strstr(c.r.error, "cannot connect to http://127.0.0.1:"));
+    assert_non_null(strstr(c.r.error, "gave up after 1 attempt in"));
+    http_close(&c);
 }
 
 static void test_http_cancel(void **state)
 {
     static const struct script_answer answers[] = {{201, "{\"uuid\": \"" U2 "\"}", 0}};
-    struct event_base *base = event_base_new();
-    struct result r = {0};
-    struct server s;
-    struct vtpmmgr *m;
+    struct http_case c;
 
-    server_start(&s, base, answers, 1);
-    m = client_new(base, &s, VTPMMGR_API_V1, 0);
-    assert_int_equal(vtpmmgr_acquire(m, U1, "h", result_cb, &r), 0);
-    assert_int_equal(vtpmmgr_release(m, U2, NULL, result_cb, &r), 0);
-    event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-    vtpmmgr_free(m);
+    http_open(&c, answers, 1, VTPMMGR_API_V1, 0);
+    assert_int_equal(vtpmmgr_acquire(c.m, U1, "h", result_cb, &c.r), 0);
+    assert_int_equal(vtpmmgr_release(c.m, U2, NULL, result_cb, &c.r), 0);
+    event_base_loop(c.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    vtpmmgr_free(c.m);
+    c.m = NULL;
     /* Whatever was under way is dropped without a callback. */
-    evhttp_free(s.http);
-    event_base_dispatch(base);
-    assert_int_equal(r.calls, 0);
-    event_base_free(base);
+    evhttp_free(c.s.http);
+    c.s.http = NULL;
+    event_base_dispatch(c.base);
+    assert_int_equal(c.r.calls, 0);
+    http_close(&c);
 }
 
 int main(void)
