@@ -126,31 +126,34 @@ static void test_bad_values(void **state)
     unsetenv("NOTIFY_SOCKET");
 }
 
+/* The watchdog interval a new sdnotify reads from the environment. */
+static uint64_t watchdog_usec(void)
+{
+    struct sdnotify *n;
+    uint64_t usec;
+
+    assert_int_equal(sdnotify_new(&n), 0);
+    usec = sdnotify_watchdog_usec(n);
+    sdnotify_free(n);
+    return usec;
+}
+
 static void test_watchdog(void **state)
 {
     char pid[32];
-    struct sdnotify *n;
 
     setenv("NOTIFY_SOCKET", "@vtpmd-test-wd", 1);
     setenv("WATCHDOG_USEC", "2000000", 1);
     unsetenv("WATCHDOG_PID");
-    assert_int_equal(sdnotify_new(&n), 0);
-    assert_int_equal(sdnotify_watchdog_usec(n), 2000000);
-    sdnotify_free(n);
+    assert_int_equal(watchdog_usec(), 2000000);
     /* Meant for another process. */
     setenv("WATCHDOG_PID", "1", 1);
-    assert_int_equal(sdnotify_new(&n), 0);
-    assert_int_equal(sdnotify_watchdog_usec(n), 0);
-    sdnotify_free(n);
+    assert_int_equal(watchdog_usec(), 0);
     snprintf(pid, sizeof(pid), "%ld", (long)getpid());
     setenv("WATCHDOG_PID", pid, 1);
-    assert_int_equal(sdnotify_new(&n), 0);
-    assert_int_equal(sdnotify_watchdog_usec(n), 2000000);
-    sdnotify_free(n);
+    assert_int_equal(watchdog_usec(), 2000000);
     setenv("WATCHDOG_USEC", "junk", 1);
-    assert_int_equal(sdnotify_new(&n), 0);
-    assert_int_equal(sdnotify_watchdog_usec(n), 0);
-    sdnotify_free(n);
+    assert_int_equal(watchdog_usec(), 0);
     unsetenv("WATCHDOG_USEC");
     unsetenv("WATCHDOG_PID");
     unsetenv("NOTIFY_SOCKET");

@@ -30,28 +30,24 @@ static void test_vtime_conversions(void **state)
     struct timeval tv;
     struct timespec ts;
 
-    tv = vtime_tv_ms(0);
-    assert_int_equal(tv.tv_sec, 0);
-    assert_int_equal(tv.tv_usec, 0);
-    tv = vtime_tv_ms(999);
-    assert_int_equal(tv.tv_sec, 0);
-    assert_int_equal(tv.tv_usec, 999000);
-    tv = vtime_tv_ms(1500);
-    assert_int_equal(tv.tv_sec, 1);
-    assert_int_equal(tv.tv_usec, 500000);
-    tv = vtime_tv_ms(86400001);
-    assert_int_equal(tv.tv_sec, 86400);
-    assert_int_equal(tv.tv_usec, 1000);
+    /* {argument, seconds, micro- or nanoseconds} */
+    static const uint64_t ms[][3] = {
+        {0, 0, 0}, {999, 0, 999000}, {1500, 1, 500000}, {86400001, 86400, 1000},
+    };
+    static const uint64_t ns[][3] = {
+        {0, 0, 0}, {1500000000ull, 1, 500000000}, {999999999ull, 0, 999999999},
+    };
 
-    ts = vtime_ts_ns(0);
-    assert_int_equal(ts.tv_sec, 0);
-    assert_int_equal(ts.tv_nsec, 0);
-    ts = vtime_ts_ns(1500000000ull);
-    assert_int_equal(ts.tv_sec, 1);
-    assert_int_equal(ts.tv_nsec, 500000000);
-    ts = vtime_ts_ns(999999999ull);
-    assert_int_equal(ts.tv_sec, 0);
-    assert_int_equal(ts.tv_nsec, 999999999);
+    for (size_t i = 0; i < sizeof(ms) / sizeof(ms[0]); i++) {
+        tv = vtime_tv_ms(ms[i][0]);
+        assert_int_equal(tv.tv_sec, ms[i][1]);
+        assert_int_equal(tv.tv_usec, ms[i][2]);
+    }
+    for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]); i++) {
+        ts = vtime_ts_ns(ns[i][0]);
+        assert_int_equal(ts.tv_sec, ns[i][1]);
+        assert_int_equal(ts.tv_nsec, ns[i][2]);
+    }
 }
 
 static void test_vtime_clock(void **state)
