@@ -161,26 +161,44 @@ static bool one(const char *match, const struct nova_event *ev)
     return d.selected;
 }
 
+/* A match and whether it selects the event. */
+struct match_case {
+    const char *match;
+    bool selects;
+};
+
+static void check_matches(const struct match_case *c, size_t n, const struct nova_event *ev)
+{
+    for (size_t i = 0; i < n; i++)
+        if (one(c[i].match, ev) != c[i].selects)
+            fail_msg("match %s: selects %d, want %d", c[i].match, !c[i].selects, c[i].selects);
+}
+
+#define CHECK_MATCHES(cases, ev) check_matches(cases, sizeof(cases) / sizeof(cases[0]), ev)
+
 static void test_scalar_keys(void **state)
 {
+    static const struct match_case cases[] = {
+        {"project_id: 6f70656e737461636b20342065766572", true},
+        {"project_id: '6f70*'", true},
+        {"project_id: '6f70'", false},
+        {"project_id: [aaa, '*6572']", true},
+        {"project_id: [aaa, bbb]", false},
+        {"flavor: 'vtpm.*'", true},
+        {"flavor: 'vtpm.[sm]mall'", true},
+        {"flavor: 'vtpm.smal?'", true},
+        {"flavor: 'VTPM.*'", false},
+        {"flavor: 'm1.*'", false},
+        {"host: 'compute[0-9]'", true},
+        {"host: [compute2, compute3]", false},
+        /* Several keys: all must hold. */
+        {"{flavor: 'vtpm.*', host: compute1}", true},
+        {"{flavor: 'vtpm.*', host: compute2}", false},
+    };
     struct nova_event ev = event();
 
     (void)state;
-    assert_true(one("project_id: 6f70656e737461636b20342065766572", &ev));
-    assert_true(one("project_id: '6f70*'", &ev));
-    assert_false(one("project_id: '6f70'", &ev));
-    assert_true(one("project_id: [aaa, '*6572']", &ev));
-    assert_false(one("project_id: [aaa, bbb]", &ev));
-    assert_true(one("flavor: 'vtpm.*'", &ev));
-    assert_true(one("flavor: 'vtpm.[sm]mall'", &ev));
-    assert_true(one("flavor: 'vtpm.smal?'", &ev));
-    assert_false(one("flavor: 'VTPM.*'", &ev));
-    assert_false(one("flavor: 'm1.*'", &ev));
-    assert_true(one("host: 'compute[0-9]'", &ev));
-    assert_false(one("host: [compute2, compute3]", &ev));
-    /* Several keys: all must hold. */
-    assert_true(one("{flavor: 'vtpm.*', host: compute1}", &ev));
-    assert_false(one("{flavor: 'vtpm.*', host: compute2}", &ev));
+    CHECK_MATCHES(cases, &ev);
     /* A key the event does not carry does not match, even with '*'. */
     ev.project_id = NULL;
     assert_false(one("project_id: '*'", &ev));
@@ -192,25 +210,31 @@ static void test_scalar_keys(void **state)
 
 static void test_map_keys(void **state)
 {
+    static const struct match_case cases[] = {
+        {"flavor_extra_specs: {'hw:tpm_version': '*'}", true},
+        {"flavor_extra_specs: {'hw:tpm_version': ['1.2', '2.0']}", true},
+        {"flavor_extra_specs: {'hw:tpm_version': '1.2'}", false},
+        {"flavor_extra_specs: {'hw:tpm_version': '2.*', 'hw:tpm_model': 'tpm-crb'}", true},
+        {"flavor_extra_specs: {'hw:tpm_version': '2.*', 'hw:tpm_model': 'tpm-tis'}", false},
+        {"flavor_extra_specs: {'hw:absent': '*'}", false},
+        /* Image properties only in legacy events. */
+        {"image_properties: {hw_tpm_version: '*'}", false},
+        {"metadata: {vtpm: 'y*'}", true},
+        {"metadata: {vtpm: 'no'}", false},
+        {"metadata: {other: '*'}", false},
+    };
+    static const struct match_case legacy_cases[] = {
+        /* Extra specs only in versioned events. */
+        {"flavor_extra_specs: {'hw:tpm_version': '*'}", false},
+        {"image_properties: {hw_tpm_version: '2.0'}", true},
+        {"image_properties: {os_distro: [debian, cirros]}", false},
+        {"metadata: {vtpm: 'y*'}", true},
+    };
     struct nova_event ev = event(), lev = legacy_event();
 
     (void)state;
-    assert_true(one("flavor_extra_specs: {'hw:tpm_version': '*'}", &ev));
-    assert_true(one("flavor_extra_specs: {'hw:tpm_version': ['1.2', '2.0']}", &ev));
-    assert_false(one("flavor_extra_specs: {'hw:tpm_version': '1.2'}", &ev));
-    assert_true(one("flavor_extra_specs: {'hw:tpm_version': '2.*', 'hw:tpm_model': 'tpm-crb'}", &ev));
-    assert_false(one("flavor_extra_specs: {'hw:tpm_version': '2.*', 'hw:tpm_model': 'tpm-tis'}", &ev));
-    assert_false(one("flavor_extra_specs: {'hw:absent': '*'}", &ev));
-    /* Extra specs only in versioned events, image properties only in
-     * legacy ones. */
-    assert_false(one("flavor_extra_specs: {'hw:tpm_version': '*'}", &lev));
-    assert_true(one("image_properties: {hw_tpm_version: '2.0'}", &lev));
-    assert_false(one("image_properties: {hw_tpm_version: '*'}", &ev));
-    assert_false(one("image_properties: {os_distro: [debian, cirros]}", &lev));
-    assert_true(one("metadata: {vtpm: 'y*'}", &ev));
-    assert_true(one("metadata: {vtpm: 'y*'}", &lev));
-    assert_false(one("metadata: {vtpm: 'no'}", &ev));
-    assert_false(one("metadata: {other: '*'}", &ev));
+    CHECK_MATCHES(cases, &ev);
+    CHECK_MATCHES(legacy_cases, &lev);
     ev.has_metadata = false;
     ev.metadata.n = 0;
     assert_false(one("metadata: {vtpm: '*'}", &ev));
