@@ -49,7 +49,7 @@ PROXYD_IT = tests/proxyd/cli.sh tests/proxyd/api.sh tests/proxyd/faults.sh \
 PROXYD_IT += tests/integration/proxyd-e2e.sh
 TESTS += $(PROXYD_IT)
 EXTRA_DIST += $(PROXYD_IT) tests/proxyd/lib.sh tests/proxyd/fake_vtpmmgr.py \
-	tests/proxyd/burst.py
+	tests/proxyd/burst.py tests/proxyd/tmpdir.h
 
 # The man page, the example configuration (installed as an example, never
 # over a live one) and the systemd unit.

@@ -18,6 +18,7 @@
 #include "xalloc.h"
 
 static char tmpdir[] = "/tmp/vtpm-proxyd-test-pconfig-XXXXXX";
+#include "tmpdir.h"
 
 static struct pconfig *load(const char *text, struct cfg_errors *errs, char **pathp)
 {
@@ -188,22 +189,6 @@ static void test_restart_keys(void **state)
     assert_string_equal(names, "listen=127.0.0.1:8081 vtpmmgr.device=/dev/tpm0 ");
     pconfig_free(a);
     pconfig_free(b);
-}
-
-static int setup(void **state)
-{
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    char *cmd;
-    int rc;
-
-    xasprintf(&cmd, "rm -rf '%s'", tmpdir);
-    rc = system(cmd); /* test clean-up only */
-    free(cmd);
-    return rc == 0 ? 0 : -1;
 }
 
 int main(void)

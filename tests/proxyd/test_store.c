@@ -22,6 +22,7 @@
 #include "xalloc.h"
 
 static char tmpdir[] = "/tmp/vtpm-proxyd-test-store-XXXXXX";
+#include "tmpdir.h"
 
 static struct store_rec mkrec(uint8_t seed, bool inst, int64_t t)
 {
@@ -267,22 +268,6 @@ static void test_ids(void **state)
     assert_int_equal(when, 1767323045);
     assert_int_equal(ids_parse_time("2026-01-02T03:04:05", &when), -EINVAL);
     assert_int_equal(ids_parse_time("2026-01-02T03:04:05Zx", &when), -EINVAL);
-}
-
-static int setup(void **state)
-{
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    char *cmd;
-    int rc;
-
-    xasprintf(&cmd, "rm -rf '%s'", tmpdir);
-    rc = system(cmd); /* test clean-up only */
-    free(cmd);
-    return rc == 0 ? 0 : -1;
 }
 
 int main(void)
