@@ -30,7 +30,7 @@ pass "the hook parses"
 # No example asks for QEMU's emulated TPM: on Xen, hw:tpm_version or
 # hw:tpm_model (flavors) and hw_tpm_* (images) make the scheduler demand
 # COMPUTE_SECURITY_TPM_* traits that Xen hosts never report.
-bad=$(grep -rn -E 'hw[:_]tpm_(version|model)' "$O/examples" "$top_srcdir/devstack" \
+bad=$(grep -rn -E 'hw[:_]tpm_(version|model)' "$O/examples" "$top_srcdir/devstack" "$top_srcdir/conf" \
     "$top_srcdir/contrib/openstack/nova" 2> /dev/null |
     grep -v -E '^[^:]*:[0-9]+:[[:space:]]*#.*[Nn]ever|\+.*Do not set' || true)
 [ -z "$bad" ] || fail "an example suggests QEMU's vTPM extra specs:
