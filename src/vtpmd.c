@@ -72,15 +72,13 @@ static void vtpmd_deliver(struct bus_delivery *bd, const void *body, size_t len,
 }
 
 /* Tells systemd READY=1 the first time everything vtpmd must have before
- * it can answer for guests is there: the bus consuming. (Start-up
- * reconciliation, when it exists, adds its condition here.) Later calls
- * only update STATUS=. */
+ * it can answer for guests is there: the bus consuming, and the start-up
+ * reconciliation done (libvirt brought in line with the journal). Later
+ * calls only update STATUS=. */
 static void vtpmd_maybe_ready(struct vtpmd *d)
 {
     int ret;
 
-    /* Ready for systemd: consuming, and the start-up reconciliation has
-     * brought libvirt in line with the journal. */
     if (d->stopping || !d->bus_ready || d->engine == NULL || !engine_reconciled(d->engine))
         return;
     ret = sdnotify_sendf(d->notify, "%sSTATUS=consuming notifications host=%s",
@@ -352,7 +350,7 @@ static int vtpmd_modules_new(struct vtpmd *d)
     ret = virt_new_workers(d->base, d->cfg->libvirt.uri, (unsigned)d->cfg->libvirt.workers,
                            &virt_cb, d, &d->virt);
     if (ret < 0) {
-        log_error("cannot start the libvirt worker uri=%s", d->cfg->libvirt.uri);
+        log_error("cannot start the libvirt workers uri=%s", d->cfg->libvirt.uri);
         goto out;
     }
     ret = bus_new(d->base, d->cfg, &bus_cb, d, &d->bus);
