@@ -14,7 +14,7 @@
  * Usage: bench_consume --url URL --queue Q --count N [--prefetch P]
  *                      [--config YAML] [--fixtures DIR] [--trivial] MODE
  * The rate is measured from the first delivery to the last ack sent. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -34,7 +34,7 @@
 
 #include "amqp_plain.h"
 #include "bus.h"
-#include "config.h"
+#include "vconfig.h"
 #include "log.h"
 #include "novamsg.h"
 #include "xalloc.h"

@@ -17,7 +17,7 @@
  * is checked first; a wrong one exits 1. --smoke: one pass, no timing.
  * -s SET: only the sets whose name starts with SET, without jansson (for
  * a profiler). */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -27,7 +27,7 @@
 
 #include <jansson.h>
 
-#include "config.h"
+#include "vconfig.h"
 #include "log.h"
 #include "novamsg.h"
 #include "policy.h"

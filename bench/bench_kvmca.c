@@ -4,7 +4,7 @@
  * certificate built, signed, checked against the issuer, recorded in the
  * issued index (fsync'd). Prints one line: "certs=N seconds=S certs_per_s=R".
  * bench/bench_ekcert.sh runs it with the PEM key and with softhsm2. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <stdio.h>
 #include <stdlib.h>

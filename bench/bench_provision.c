@@ -12,7 +12,7 @@
  * Usage: bench_provision --url amqp://127.0.0.1:PORT/ --fixture FILE
  *            --host HOST [--rate 50] [--steady 500] [--burst 1000]
  *            [--warmup 20] */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -7,7 +7,7 @@
  * acking the delivery. Run by bench/bench_provision.sh --floor.
  *
  * Usage: bus_floor --url amqp://127.0.0.1:PORT/ */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <stdio.h>
 #include <stdlib.h>

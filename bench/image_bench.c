@@ -6,7 +6,7 @@
  *
  * DIR (default: a fresh directory under $TMPDIR or /tmp) should be on the
  * filesystem image.dir will live on: fsync cost is the filesystem's. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -20,7 +20,7 @@
 #include <event2/event.h>
 
 #include "cfg.h"
-#include "config.h"
+#include "vconfig.h"
 #include "image.h"
 #include "log.h"
 #include "uuidutil.h"

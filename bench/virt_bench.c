@@ -8,7 +8,7 @@
  * (includes the hand-off to the worker and back) and the libvirt calls
  * alone as timed on the worker; -g sleeps between them, as creates at a
  * steady rate do (caches cold again). "burst": N jobs submitted at once. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <unistd.h>

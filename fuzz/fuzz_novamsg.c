@@ -2,14 +2,14 @@
  * policy_decide(), on arbitrary bodies, for three hosts. Checks the
  * invariants every caller relies on; ASan/UBSan and leak detection do the
  * rest. Seeds: fuzz/corpus/novamsg and tests/fixtures/nova/genuine. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "vconfig.h"
 #include "log.h"
 #include "novamsg.h"
 #include "policy.h"

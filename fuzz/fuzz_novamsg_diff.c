@@ -3,7 +3,7 @@
  * relevant; novamsg_decode() must be exactly "filter, then full decoder";
  * and the strict envelope scanner must agree with jansson on every body
  * it accepts. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <stdint.h>

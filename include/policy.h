@@ -18,7 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "vconfig.h"
 #include "novamsg.h"
 
 struct policy;

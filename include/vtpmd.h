@@ -4,7 +4,7 @@
 #define VTPMD_VTPMD_H
 
 #include "cmdline.h"
-#include "config.h"
+#include "vconfig.h"
 
 struct vtpmd;
 struct event_base;

@@ -16,7 +16,7 @@ libvtpmcommon_a_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) $(YAML_CFLAGS)
 # vtpmd's modules; mk/*.mk fragments append to libvtpmd_a_SOURCES.
 noinst_LIBRARIES += libvtpmd.a
 libvtpmd_a_SOURCES = src/config_paths.c \
-	src/config.c include/config.h \
+	src/vconfig.c include/vconfig.h \
 	src/vtpmd.c include/vtpmd.h
 libvtpmd_a_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) $(RABBITMQ_CFLAGS) \
 	$(LIBVIRT_CFLAGS) $(LIBXML2_CFLAGS) $(JANSSON_CFLAGS) $(UUID_CFLAGS) \

@@ -15,7 +15,7 @@
  * librabbitmq-c buffers what it read (amqp_data_in_buffer) and queues
  * frames it met while writing (amqp_frames_enqueued); the socket will not
  * signal those again, so every read drains them and every write checks. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -42,7 +42,7 @@
 #include "bus.h"
 #include "bus_ackwin.h"
 #include "bus_outbox.h"
-#include "config.h"
+#include "vconfig.h"
 #include "log.h"
 #include "vtime.h"
 #include "xalloc.h"

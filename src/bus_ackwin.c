@@ -1,5 +1,5 @@
 /* The bus's ack window, see include/bus_ackwin.h. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <stdbool.h>

@@ -1,5 +1,5 @@
 /* The bus's publisher outbox, see include/bus_outbox.h. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <stdbool.h>

@@ -1,5 +1,5 @@
 /* Table-driven YAML configuration engine. See include/cfg.h. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -1,4 +1,4 @@
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <getopt.h>

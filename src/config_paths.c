@@ -1,7 +1,7 @@
 /* config_check_paths: what vtpmd -t and start-up check of the paths vtpmd
  * trusts. Apart from config.c so that vtpmctl, which loads the file too but
  * may run as another user, links none of it. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "vconfig.h"
 #include "image.h"
 #include "xalloc.h"
 

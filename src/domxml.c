@@ -2,7 +2,7 @@
  * string that reaches the XML is validated first (UTF-8, no control
  * characters, which XML 1.0 cannot carry even escaped) and then escaped by
  * libxml2; names and UUIDs are checked against strict alphabets. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <limits.h>

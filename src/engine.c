@@ -16,7 +16,7 @@
  * from them); src/engine_reconcile.c plans and asks it to repair, clean
  * up or tear down; src/engine_job.c is the work of the libvirt workers.
  * The table of transitions, each with its test: tests/unit/test_engine.c. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <string.h>
@@ -26,7 +26,7 @@
 
 #include "backoff.h"
 #include "bus.h"
-#include "config.h"
+#include "vconfig.h"
 #include "domxml.h"
 #include "engine_priv.h"
 #include "image.h"

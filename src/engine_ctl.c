@@ -1,6 +1,6 @@
 /* The engine's side of the control API: health, instances, long-poll
  * wait, reload and Prometheus metrics. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "bus.h"
-#include "config.h"
+#include "vconfig.h"
 #include "engine_priv.h"
 #include "image.h"
 #include "log.h"

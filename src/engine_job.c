@@ -3,14 +3,14 @@
  * removal of both (a rollback's, a teardown's, a cleanup's). A job is a
  * copy of what the work needs, taken on the loop's thread: the instance
  * and the configuration may change meanwhile. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 
-#include "config.h"
+#include "vconfig.h"
 #include "domxml.h"
 #include "engine_priv.h"
 #include "image.h"

@@ -12,14 +12,14 @@
  *
  * A planner: it reads the instances and asks src/engine.c to repair,
  * clean up or tear down (engine_inst_*), which alone changes them. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <string.h>
 
 #include <libvirt/libvirt.h>
 
-#include "config.h"
+#include "vconfig.h"
 #include "engine_priv.h"
 #include "image.h"
 #include "log.h"

@@ -4,13 +4,13 @@
  * then fail (libvirt.require_vtpm), and health says why before the first
  * one does. Asked again at every connection: a libvirtd restart may have
  * brought another libvirt. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "vconfig.h"
 #include "engine_priv.h"
 #include "log.h"
 #include "virt.h"

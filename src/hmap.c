@@ -1,4 +1,4 @@
-#include "autoconfig.h"
+#include "config.h"
 
 #include <stdint.h>
 #include <string.h>

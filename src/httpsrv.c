@@ -1,5 +1,5 @@
 /* Limits for an evhttp server's listener, see include/httpsrv.h. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 /* Append-only journal with group commit. See include/journal.h. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -16,7 +16,7 @@
  * (serials, indexes, revocation, CRL) lives in kvmca_state.c, the PKCS#11
  * key in kvmca_p11.c.
  */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,7 +1,7 @@
 /* The EK public key as swtpm_setup passes it to its certificate tool
  * (swtpm_localca's --ek): an RSA modulus in hex, or x=<hex>,y=<hex>
  * [,id=<curve>] for ECC. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <stdbool.h>

@@ -9,7 +9,7 @@
  */
 #define OPENSSL_SUPPRESS_DEPRECATED 1
 
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <stdbool.h>

@@ -3,7 +3,7 @@
  * lines), "crlnumber", and "lock" (flock: swtpm_setup may run the tool
  * for several domains at once). Serial reservation, revocation, the CRL.
  */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>

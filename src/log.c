@@ -2,7 +2,7 @@
  * few settings are the one piece of global state outside the daemon
  * context. Each line is formatted first and written with one write(2),
  * so lines from the libvirt worker thread never interleave. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* vtpmd: gives OpenStack instances on Xen a vTPM stub domain. main()
  * parses the command line, loads the configuration and wires the daemon;
  * it decides nothing. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -11,7 +11,7 @@
 #include <event2/thread.h>
 
 #include "cmdline.h"
-#include "config.h"
+#include "vconfig.h"
 #include "log.h"
 #include "vtpmd.h"
 

@@ -8,7 +8,7 @@
  * message), and with jansson otherwise; the inner message always with
  * jansson, duplicate keys refused so that no two readers can disagree on
  * which value counts. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -12,7 +12,7 @@
  * where it compares, unexpected types, invalid or truncated JSON, too many
  * tokens) it answers UNDECIDED and leaves the verdict to the full decoder:
  * it may only say IRRELEVANT when the full decoder could not say RELEVANT. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <stdint.h>

@@ -1,5 +1,5 @@
 /* policy: rules → decision. See include/policy.h for the semantics. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <fnmatch.h>

@@ -1,7 +1,7 @@
 /* sd_notify(3) by hand: the protocol is one datagram per state change to
  * an AF_UNIX socket, so vtpmd needs no libsystemd (and builds where it is
  * absent). See include/sdnotify.h. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -2,7 +2,7 @@
  * rabbit driver with driver=messagingv2): the inner message is itself a
  * JSON string inside {"oslo.version": "2.0", "oslo.message": ...}. Built
  * with jansson, never by concatenation. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -12,7 +12,7 @@
 #include <jansson.h>
 #include <uuid/uuid.h>
 
-#include "config.h"
+#include "vconfig.h"
 #include "jsonutil.h"
 #include "log.h"
 #include "status.h"

@@ -6,7 +6,7 @@
  * default event loop (lifecycle and close callbacks). They share struct
  * virt under v->lock. Rule: libvirt is never called with v->lock held, so
  * libvirt's callbacks, which take v->lock, cannot deadlock against us. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -11,7 +11,7 @@
  * lines, as swtpm-localca.conf). Going through vtpmd's control socket, so
  * that only authorized instances get a certificate, is the next step.
  */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>

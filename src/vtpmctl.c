@@ -8,7 +8,7 @@
  * unreachable, an error answer; for wait: the vTPM failed); 2 usage; for
  * wait also 2: vtpmd holds nothing for the instance (not selected, once
  * caught up) and 3: timed out. The libvirt hook tells these apart. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -31,7 +31,7 @@
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
 
-#include "config.h"
+#include "vconfig.h"
 #include "fileutil.h"
 #include "xalloc.h"
 

@@ -1,6 +1,6 @@
 /* The daemon context: creates the modules, wires their callbacks to one
  * another, reloads and stops them. It decides nothing itself. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -1,4 +1,4 @@
-#include "autoconfig.h"
+#include "config.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -25,7 +25,7 @@
 #include <openssl/x509v3.h>
 
 #include "backoff.h"
-#include "config.h"
+#include "vconfig.h"
 #include "log.h"
 #include "uuidutil.h"
 #include "vtime.h"

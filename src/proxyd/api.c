@@ -1,5 +1,5 @@
 /* vtpm-proxyd's REST API, see include/proxyd/api.h. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>

@@ -1,5 +1,5 @@
 /* Text forms, see include/proxyd/ids.h. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <ctype.h>
 #include <errno.h>

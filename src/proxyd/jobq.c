@@ -1,5 +1,5 @@
 /* The job thread, see include/proxyd/jobq.h. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -1,7 +1,7 @@
 /* vtpm-proxyd: the Keylime VM's REST service that hands out vTPM UUIDs
  * from vtpmmgr. main() parses the command line, loads the configuration
  * and wires the daemon; it decides nothing. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <signal.h>
 #include <stdio.h>

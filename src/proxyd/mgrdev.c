@@ -1,5 +1,5 @@
 /* The vtpmmgr device, see include/proxyd/mgrdev.h. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>

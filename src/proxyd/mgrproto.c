@@ -4,7 +4,7 @@
  * built. GROUP_NEW and GROUP_DEL have no builder on purpose: on TPM 2.0
  * hosts GROUP_NEW overwrites group 0, and GROUP_DEL's bounds check is off
  * by one; groups are the operator's business, not this service's. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /* vtpm-proxyd's configuration keys, declared once: the table drives
  * parsing, defaults, validation and the check of docs/vtpm-proxyd.8. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <stddef.h>

@@ -1,5 +1,5 @@
 /* vtpm-proxyd's daemon context, see include/proxyd/proxyd.h. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <signal.h>

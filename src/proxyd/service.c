@@ -3,7 +3,7 @@
  * in-memory index, the requests in flight and the health state; the job
  * thread's side is service_work.c. Jobs carry a copy of the settings they
  * need, so a reload never races with the job thread. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -4,7 +4,7 @@
  * owns the device and the group index cache, and it is the only writer of
  * record files, so a job sees the record directory exactly as every
  * earlier job left it. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -3,7 +3,7 @@
  * The index is a plain array searched linearly: a Keylime VM serves at
  * most some thousands of vTPMs (vtpmmgr itself lists them linearly), and
  * every change to it already costs two fsyncs. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <dirent.h>
 #include <errno.h>

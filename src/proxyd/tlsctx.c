@@ -1,5 +1,5 @@
 /* The HTTPS server's OpenSSL context, see include/proxyd/tlsctx.h. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* Fakes of the bus (acks, rejects) and of status publishing. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <stdlib.h>
 #include <string.h>

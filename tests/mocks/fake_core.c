@@ -1,5 +1,5 @@
 /* The fakes' shared parts: the trace, the deferred answers, the results. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /* Fake of the image pool and of image removal: the image is an empty
  * file at its real path (image_path), so that image_list and a repair's
  * check for the image see what the fakes did. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,6 +1,6 @@
 /* Fake of the journal: the records it loads are the test's; a write is
  * traced with its state and answers on a later step. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <stdlib.h>
 #include <string.h>

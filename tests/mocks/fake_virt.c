@@ -2,7 +2,7 @@
  * loop's thread, with a fake connection (NULL when disconnected); the
  * domain calls it makes keep a list of vtpmd's domains that
  * virt_list_vtpmd reports. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* Fake of the vtpmmgr client: acquire and release answer on a later step. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <stdlib.h>
 #include <string.h>

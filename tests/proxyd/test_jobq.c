@@ -1,6 +1,6 @@
 /* jobq: work runs on another thread, one job at a time, and every done
  * callback runs on the loop's thread in submission order. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <pthread.h>
 #include <setjmp.h>

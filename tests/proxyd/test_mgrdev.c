@@ -2,7 +2,7 @@
  * never arrives (timeout), garbage sizes, trailing bytes, a device that
  * does not exist or is no character device, and starting clean after a
  * failure. The other end is a thread in this test. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>

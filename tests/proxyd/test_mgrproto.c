@@ -1,6 +1,6 @@
 /* mgrproto: the exact bytes of every request, and every way a response
  * can be malformed (vtpmmgr's facts: stubdom/vtpmmgr/vtpm_cmd_handler.c). */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <setjmp.h>

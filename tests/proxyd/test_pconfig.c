@@ -1,7 +1,7 @@
 /* pconfig: vtpm-proxyd's keys through the shared cfg engine: defaults,
  * every key set, the cross-key errors with FILE:LINE:COL, the shipped
  * example, and the man page documenting every key. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

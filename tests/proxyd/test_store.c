@@ -1,7 +1,7 @@
 /* store: record files written atomically and read back, the leftovers of
  * a crash, corrupt records refusing the start, the one-service lock, and
  * the in-memory index. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -14,7 +14,7 @@
  * Usage: bus_peer -c CONFIG [--publish N] [--interval MS] [--hold MS]
  *                 [--probe MS] [--reject-malformed]
  * SIGTERM stops the bus gracefully, then prints stats and exits 0. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -28,7 +28,7 @@
 #include <jansson.h>
 
 #include "bus.h"
-#include "config.h"
+#include "vconfig.h"
 #include "log.h"
 #include "status.h"
 #include "xalloc.h"

@@ -3,7 +3,7 @@
  *   domxml-print stub INSTANCE_UUID VTPM_UUID IMAGE   -> the stub domain
  *   domxml-print guest STUB_NAME                      -> <vtpm backend=…/>
  *   domxml-print probe                                -> virt's probe domain */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
  *   image-tool list DIR               prints one UUID a line
  * On failure prints "error errno=N: MESSAGE" on stderr and exits 1;
  * usage errors exit 2. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <stdio.h>
 #include <stdlib.h>

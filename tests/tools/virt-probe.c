@@ -7,7 +7,7 @@
  *   exit
  *
  * virt-probe URI SECONDS: exits after SECONDS, or on SIGTERM. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <signal.h>
 #include <stdio.h>

@@ -17,7 +17,7 @@
  * ok, 3 transient, 4 permanent, 1 other failure, 2 usage or config error.
  * A line "stats requests=N retries=N failures=N" goes to stderr. The
  * program aborts if a callback runs inside the call that started it. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -29,7 +29,7 @@
 
 #include <event2/event.h>
 
-#include "config.h"
+#include "vconfig.h"
 #include "log.h"
 #include "uuidutil.h"
 #include "vtpmmgr.h"

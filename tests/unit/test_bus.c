@@ -1,7 +1,7 @@
 /* The bus's bookkeeping without a broker: the ack window (which tags a
  * basic.ack may name, with or without multiple) checked against a model
  * of the broker's unacknowledged set, and the publisher outbox. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <setjmp.h>

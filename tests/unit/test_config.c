@@ -1,6 +1,6 @@
 /* config: every error class with its message and FILE:LINE:COL, the
  * defaults, units, rules, and the man page listing every key. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "config.h"
+#include "vconfig.h"
 #include "xalloc.h"
 
 static char tmpdir[] = "/tmp/vtpmd-test-config-XXXXXX";

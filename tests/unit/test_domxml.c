@@ -1,7 +1,7 @@
 /* domxml: the stub domain XML and vtpmd's metadata, built and read back;
  * hostile names, UUIDs and paths never reach the XML unescaped; the
  * output is well-formed and valid against libvirt's own domain schema. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <setjmp.h>

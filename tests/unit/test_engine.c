@@ -96,7 +96,7 @@
  *  X1  held and queued deliveries released (the broker redelivers them);
  *      answers that arrive afterwards change nothing
  */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -115,7 +115,7 @@
 
 #include "../mocks/fakes.h"
 #include "cfg.h"
-#include "config.h"
+#include "vconfig.h"
 #include "engine_priv.h"
 #include "image.h"
 #include "log.h"

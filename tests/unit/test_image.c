@@ -2,7 +2,7 @@
  * and a full disk. The full disk is simulated by wrapping fallocate
  * (-Wl,--wrap=fallocate); tests/integration/image-enospc.sh fills a real
  * tmpfs. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -1,6 +1,6 @@
 /* journal: durability callbacks, reload, group commit, torn tails,
  * corruption, tombstone expiry, compaction. Real files in a temp dir. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,7 +1,7 @@
 /* kvmca: the site CA. Real keys made with the openssl command, real
  * certificates checked with OpenSSL's APIs, a real softhsm2 token made with
  * softhsm2-util in a temp SOFTHSM2_CONF. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <setjmp.h>

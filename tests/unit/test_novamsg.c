@@ -4,7 +4,7 @@
  * deterministic differential run of the cheap filter against the full
  * decoder over mutations of the genuine messages.
  * NOVA_FIXTURE_DIR: read the fixtures from there instead. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <setjmp.h>

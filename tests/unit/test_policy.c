@@ -2,7 +2,7 @@
  * carry, first match wins, overrides and defaults, the debug explanations,
  * independence from the configuration it was built from, and decisions on
  * genuine Nova notifications in both formats. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <setjmp.h>
@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "config.h"
+#include "vconfig.h"
 #include "log.h"
 #include "novamsg.h"
 #include "policy.h"

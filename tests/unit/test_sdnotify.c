@@ -1,6 +1,6 @@
 /* sdnotify against real datagram sockets: a filesystem path and an
  * abstract-namespace name, as systemd uses both. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <setjmp.h>

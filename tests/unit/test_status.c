@@ -1,5 +1,5 @@
 /* status_build: the oslo 2.0 envelope and the contract's fields. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <regex.h>
@@ -14,7 +14,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "config.h"
+#include "vconfig.h"
 #include "status.h"
 
 static const char *const UUID_RE =

@@ -1,6 +1,6 @@
 /* The common library's small helpers: vtime.h, backoff.h, fileutil.h,
  * jsonutil.h. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>

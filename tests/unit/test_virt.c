@@ -25,7 +25,7 @@
  * - costs ~0.5 ms of CPU per define and as much per start (XML parsing
  *   with XPath; start copies the definition by formatting and re-parsing
  *   it), ~0.05 ms per destroy+undefine (see bench/virt_bench). */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -2,7 +2,7 @@
  * provider, and the HTTP client against an in-process evhttp server with
  * scripted answers. tests/integration/vtpmmgr-*.sh run it against the
  * fake Keylime-VM proxy over HTTP, HTTPS and mTLS. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -23,7 +23,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
-#include "config.h"
+#include "vconfig.h"
 #include "uuidutil.h"
 #include "vtpmmgr.h"
 #include "vtpmmgr_priv.h"

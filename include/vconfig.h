@@ -1,5 +1,5 @@
 /* vtpmd's configuration: the contract's key set (docs/vtpmd.yaml.5),
- * declared once in src/config.c's table. */
+ * declared once in src/vconfig.c's table. */
 #ifndef VTPMD_CONFIG_H
 #define VTPMD_CONFIG_H
 

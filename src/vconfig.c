@@ -1,6 +1,6 @@
 /* vtpmd's configuration keys, declared once: this table drives parsing,
  * defaults, validation and the check of docs/vtpmd.yaml.5. */
-#include "autoconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "vconfig.h"
 #include "log.h"
 #include "xalloc.h"
 
