@@ -32,3 +32,9 @@ bench_bench_consume_CFLAGS = $(libvtpmd_a_CFLAGS) \
 	-DFIXTURE_DIR='"$(abs_top_srcdir)/tests/fixtures/nova"'
 bench_bench_consume_LDADD = $(VTPMD_LIBS)
 EXTRA_DIST += bench/bench-consume.sh bench/bench_oslo.py
+
+# The bare librabbitmq-c consume loop the bus is measured against.
+noinst_PROGRAMS += bench/bus_floor
+bench_bus_floor_SOURCES = bench/bus_floor.c bench/amqp_plain.c bench/amqp_plain.h
+bench_bus_floor_CFLAGS = $(libvtpmd_a_CFLAGS)
+bench_bus_floor_LDADD = $(VTPMD_LIBS)

@@ -1,4 +1,4 @@
-# Fault tests (issue 6): kill -9, broker restart, proxy outage, malformed
+# Fault tests across modules: kill -9, broker restart, proxy outage, malformed
 # floods, valgrind over a whole run, failure paths of every step. All
 # against the real broker and the real vtpmd binary.
 FAULT_TESTS = tests/integration/fault-kill.sh tests/integration/fault-broker.sh \

@@ -1,4 +1,4 @@
-# KVM backend (issue 14): the site CA module, swtpm_setup's certificate
+# KVM backend: the site CA module, swtpm_setup's certificate
 # tool, Keylime's EK check, their tests and benchmark.
 libvtpmd_a_SOURCES += src/kvmca.c src/kvmca_ek.c src/kvmca_state.c src/kvmca_p11.c include/kvmca.h \
 	include/kvmca_priv.h

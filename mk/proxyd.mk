@@ -32,7 +32,7 @@ vtpm_proxyd_CPPFLAGS = $(AM_CPPFLAGS) $(PROXYD_DEFS)
 vtpm_proxyd_CFLAGS = $(PROXYD_CFLAGS)
 vtpm_proxyd_LDADD = $(PROXYD_LIBS)
 
-# Unit tests (cmocka; UNIT_TESTS, see mk/tests.mk), the vtpmmgr fake and
+# Unit tests (cmocka; UNIT_TESTS, see mk/common.mk), the vtpmmgr fake and
 # the integration tests.
 UNIT_TESTS += tests/proxyd/test_mgrproto
 UNIT_TESTS += tests/proxyd/test_mgrdev
@@ -62,7 +62,7 @@ conf/vtpm-proxyd.yaml.example: conf/vtpm-proxyd.yaml
 CLEANFILES += conf/vtpm-proxyd.yaml.example
 
 # systemd unit, with the paths configure was given; into
-# systemdsystemunitdir like vtpmd's (mk/ops.mk).
+# systemdsystemunitdir like vtpmd's (mk/vtpmd.mk).
 proxydunitdir = $(systemdsystemunitdir)
 proxydunit_DATA = contrib/systemd/vtpm-proxyd.service
 contrib/systemd/vtpm-proxyd.service: contrib/systemd/vtpm-proxyd.service.in Makefile

@@ -3,7 +3,7 @@
 # series accepts: the stub domain XML vtpmd builds, and a Xen guest with
 # vtpmd's guest-side snippet, validate against the RNG schema of the
 # libvirt that contrib/libvirt/check.sh built with the series (it runs
-# first: see mk/core.mk). Unpatched libvirt's schema rejects both.
+# first: see mk/virt.mk). Unpatched libvirt's schema rejects both.
 . "$(dirname "$0")/../lib/common.sh"
 
 cache=${VTPMD_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vtpmd}

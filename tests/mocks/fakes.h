@@ -1,6 +1,6 @@
 /* Link-time fakes of the engine's neighbours (bus, status, virt,
  * vtpmmgr, image, journal) for tests/unit/test_engine.c. The test links
- * with -Wl,--wrap=SYMBOL for each faked function (mk/core.mk lists them).
+ * with -Wl,--wrap=SYMBOL for each faked function (mk/engine.mk lists them).
  *
  * Every fake appends what it was asked to do to one trace ("acquire",
  * "define", "pub:create.end", "journal:ready", "ack:1", ...), and defers

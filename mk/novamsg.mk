@@ -1,4 +1,4 @@
-# Issue 3: decoding Nova's notifications (novamsg) and the vTPM policy.
+# Decoding Nova's notifications (novamsg) and the vTPM policy.
 libvtpmd_a_SOURCES += src/novamsg.c src/novamsg_scan.c include/novamsg.h \
 	include/novamsg_priv.h src/policy.c include/policy.h
 
