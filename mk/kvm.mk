@@ -30,3 +30,7 @@ dist_man_MANS += docs/vtpm-certtool.8
 dist_doc_DATA += docs/kvm.md
 TESTS += tests/integration/kvm-kill.sh
 EXTRA_DIST += tests/integration/kvm-kill.sh
+# libvirt's QEMU driver runs swtpm_setup and the tool for a guest Nova's
+# classes describe.
+TESTS += tests/integration/kvm-libvirt.sh
+EXTRA_DIST += tests/integration/kvm-libvirt.sh tests/tools/nova_guest_xml.py

@@ -19,7 +19,7 @@ tests_tools_virt_probe_SOURCES = tests/tools/virt-probe.c
 tests_tools_virt_probe_CFLAGS = $(libvtpmd_a_CFLAGS)
 tests_tools_virt_probe_LDADD = $(VTPMD_LIBS)
 TESTS += tests/integration/virt-reconnect.sh
-EXTRA_DIST += tests/integration/virt-reconnect.sh
+EXTRA_DIST += tests/integration/virt-reconnect.sh tests/lib/libvirtd.sh
 
 # vtpmd's domain XML against the schema of the libvirt that
 # contrib/libvirt/check.sh builds (so that check runs first).

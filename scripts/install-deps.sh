@@ -17,8 +17,11 @@ TEST_PKGS="rabbitmq-server python3 python3-oslo.messaging python3-pika
 
 # KVM backend (issue 14): swtpm_setup and swtpm-localca as the peers of
 # vtpm-certtool, tpm2-tools to read the vTPM's NV, softhsm2 and OpenSSL's
-# pkcs11 ENGINE (Debian 12 has no pkcs11-provider) for a PKCS#11 CA key.
-KVM_PKGS="swtpm swtpm-tools tpm2-tools softhsm2 libengine-pkcs11-openssl"
+# pkcs11 ENGINE (Debian 12 has no pkcs11-provider) for a PKCS#11 CA key;
+# libvirt's QEMU driver, QEMU (TCG, no /dev/kvm needed) and virsh, so that
+# libvirt itself runs swtpm_setup and the tool (tests/integration/kvm-libvirt.sh).
+KVM_PKGS="swtpm swtpm-tools tpm2-tools softhsm2 libengine-pkcs11-openssl
+ libvirt-daemon-driver-qemu qemu-system-x86 libvirt-clients"
 
 # The Nova stable/victoria patch's unit tests and flake8/hacking, run in
 # Debian 11's Nova 22 tree (tests/openstack/nova-unit.sh).

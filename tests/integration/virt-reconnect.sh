@@ -8,59 +8,25 @@
 # connection. The probe runs under valgrind when it is installed.
 . "$top_srcdir/tests/lib/common.sh"
 
-LIBVIRTD=$(command -v libvirtd 2>/dev/null || echo /usr/sbin/libvirtd)
-if [ ! -x "$LIBVIRTD" ]; then
-    [ "${CI:-}" = true ] && fail "libvirtd is required in CI (Debian package libvirt-daemon)"
-    echo "libvirtd not installed: skipped"
-    exit 77
-fi
+. "$top_srcdir/tests/lib/libvirtd.sh"
+libvirtd_require
 PROBE=$top_builddir/tests/tools/virt-probe
 NAME=vtpm-9e1f3a5c-7b2d-4c6e-8f10-a1b2c3d4e5f6
-H=$T/home
-RUN=$H/run
-SOCK=$RUN/libvirt/libvirt-sock
-URI="test+unix:///default?socket=$SOCK"
-LVD_PID=""
 PROBE_PID=""
-mkdir -p "$H"
 
-# As root, the daemon runs as nobody: a session daemon touches only $H.
-AS_USER=""
-if [ "$(id -u)" = 0 ]; then
-    chmod 711 "$T"
-    chown nobody "$H"
-    AS_USER="setpriv --reuid=nobody --regid=$(id -g nobody) --clear-groups --"
-fi
-
-start_libvirtd() {
-    rm -f "$SOCK"
-    # setpriv and env exec, so $! is libvirtd itself.
-    $AS_USER env -i HOME="$H" XDG_RUNTIME_DIR="$RUN" XDG_CONFIG_HOME="$H/config" \
-        XDG_CACHE_HOME="$H/cache" PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-        "$LIBVIRTD" >>"$T/libvirtd.out" 2>&1 &
-    LVD_PID=$!
-    _i=0
-    while [ ! -S "$SOCK" ]; do
-        kill -0 "$LVD_PID" 2>/dev/null || fail "libvirtd exited (see $T/libvirtd.out)"
-        _i=$((_i + 1))
-        [ $_i -le 400 ] || fail "libvirtd did not create $SOCK"
-        sleep 0.05
-    done
-}
-
-stop_all() {
+stop_probe() {
     [ -n "$PROBE_PID" ] && kill "$PROBE_PID" 2>/dev/null
-    [ -n "$LVD_PID" ] && kill -KILL "$LVD_PID" 2>/dev/null
     return 0
 }
-add_cleanup stop_all
+add_cleanup stop_probe
 
 use_valgrind
 if [ -n "$VALGRIND" ]; then
     VALGRIND="$VALGRIND --log-file=$T/probe-valgrind.log"
 fi
 
-start_libvirtd
+libvirtd_start "$T"
+URI=$LVD_TEST_URI
 $VALGRIND "$PROBE" "$URI" 300 >"$T/probe.log" 2>"$T/probe-stderr.log" &
 PROBE_PID=$!
 
@@ -69,8 +35,7 @@ wait_for "$T/probe.log" '^job define ret=0$' 30 || fail "define+start through li
 wait_for "$T/probe.log" "^event $NAME 2 " 30 || fail "no started event"
 pass "connected through libvirtd: defined, started, lifecycle event on the loop"
 
-kill -KILL "$LVD_PID"
-wait "$LVD_PID" 2>/dev/null
+libvirtd_kill
 wait_for "$T/probe.log" '^connection down$' 30 || fail "loss of libvirtd not noticed"
 pass "loss of libvirtd noticed"
 # Several reconnect attempts fail while it is away: still one report.
@@ -78,7 +43,7 @@ sleep 1.5
 [ "$(count_matches "$T/probe.log" '^connection down$')" -eq 1 ] ||
     fail "connection down reported more than once"
 
-start_libvirtd
+libvirtd_start "$T"
 wait_count "$T/probe.log" '^connection up$' 2 30 || fail "no reconnect"
 wait_count "$T/probe.log" '^job define ret=0$' 2 30 || fail "define+start after reconnect failed"
 wait_count "$T/probe.log" "^event $NAME 2 " 2 30 || fail "no lifecycle events after reconnect"

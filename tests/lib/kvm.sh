@@ -88,7 +88,8 @@ kvm_swtpm_setup() {
 # kvm_nvread STATEDIR OUTDIR INDEX...: starts swtpm on the state (loopback,
 # a free port P and P+1: tpm2-tss's swtpm TCTI talks to the control
 # channel on P+1), reads each NV index into OUTDIR/<index>.der, stops swtpm
-# by its pid.
+# by its pid. KVM_SWTPM_KEY=FILE: the state is encrypted (as Nova asks
+# libvirt to) with a key derived from the passphrase in FILE.
 kvm_nvread() {
     _s=$1 _o=$2
     shift 2
@@ -101,6 +102,7 @@ kvm_nvread() {
         _p=$(kvm_free_port)
         _c=$((_p + 1))
         swtpm socket --tpm2 --tpmstate dir="$_s" \
+            ${KVM_SWTPM_KEY:+--key pwdfile="$KVM_SWTPM_KEY",mode=aes-256-cbc} \
             --server type=tcp,port="$_p",bindaddr=127.0.0.1 \
             --ctrl type=tcp,port="$_c",bindaddr=127.0.0.1 \
             --flags not-need-init,startup-clear --pid file="$_o/swtpm.pid" \
